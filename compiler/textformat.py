@@ -13,7 +13,6 @@ import codecs
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Union
 
 from google.protobuf.descriptor import FieldDescriptor as FD
 
@@ -75,16 +74,25 @@ class SourceMap:
     def line_of(self, path: Path) -> int | None:
         """The line of `path`, or of its nearest recorded ancestor."""
         path = tuple(path)
+        for prefix_len in range(len(path), 0, -1):
+            origin = self.aliases.get(path[:prefix_len])
+            if origin is not None:
+                path = origin + path[prefix_len:]
+                break
         while path:
-            for prefix_len in range(len(path), 0, -1):
-                alias = self.aliases.get(path[:prefix_len])
-                if alias is not None:
-                    path = alias + path[prefix_len:]
-                    break
             if path in self.lines:
                 return self.lines[path]
             path = path[:-1]
         return None
+
+    def remap_layers(self, origins: dict[int, Path]) -> None:
+        """Record that new layer i came from the (possibly aliased) path origins[i]."""
+        resolved = {}
+        for index, origin in origins.items():
+            head = ("layer", origin[1]) if origin[:1] == ("layer",) else None
+            base = self.aliases.get(head, head) if head else origin
+            resolved[("layer", index)] = base + origin[2:] if head else origin
+        self.aliases = resolved
 
     def layer_line(self, index: int) -> int | None:
         return self.line_of(("layer", index))
@@ -428,6 +436,3 @@ def parse_message(text: str, message, *, path: str = "<string>", strict: bool = 
     binder.bind(entries, message, root)
     return source_map, binder.problems
 
-
-Value = Union[Token, list]
-Callback = Callable[..., None]

@@ -1,0 +1,28 @@
+"""One LayerRule class per Caffe layer type, one module each; `registry()` finds them.
+
+A rule holds everything netdef knows about its type: arity, parameter
+validation, the shape rule (and, as netdef grows, the spatial rule and the
+torch lowering). Passes ask the rule; they never test `layer.type`.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from ._base import LayerRule, ShapeIssue, Issue, register, registered_rules
+
+_loaded = False
+
+
+def registry() -> dict[str, LayerRule]:
+    """Every registered rule, keyed by its prototxt `type` string."""
+    global _loaded
+    if not _loaded:
+        for module in pkgutil.iter_modules(__path__):
+            if not module.name.startswith("_"):
+                importlib.import_module(f"{__name__}.{module.name}")
+        _loaded = True
+    return registered_rules()
+
+
+__all__ = ["LayerRule", "ShapeIssue", "Issue", "register", "registry"]

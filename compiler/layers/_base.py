@@ -1,0 +1,114 @@
+"""The LayerRule base class, the registry decorator and shape helpers."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator
+
+from netdef.errors import NetdefError, ParameterError, ShapeError
+
+Shape = tuple  # a blob shape: tuple of ints
+FieldPath = tuple  # a path inside the layer, e.g. ("convolution_param", "stride", 0)
+
+_RULES: dict[str, "LayerRule"] = {}
+
+
+@dataclass
+class Issue:
+    """A problem a rule finds in one layer; the pass adds file, line and layer."""
+
+    message: str
+    field: FieldPath = ()
+    kind: type[NetdefError] = ParameterError
+    warning: bool = False
+
+
+class ShapeIssue(Exception):
+    """Raised by a shape rule when its bottoms or parameters cannot work together."""
+
+    def __init__(self, message: str, field: FieldPath = (), kind=ShapeError):
+        super().__init__(message)
+        self.issue = Issue(message, field, kind)
+
+
+def register(cls):
+    """Class decorator: make `cls` the rule for its `type_name`."""
+    if cls.type_name in _RULES:
+        raise RuntimeError(f"layer type {cls.type_name!r} registered twice")
+    _RULES[cls.type_name] = cls()
+    return cls
+
+
+def registered_rules() -> dict[str, "LayerRule"]:
+    return dict(sorted(_RULES.items(), key=lambda item: item[0].lower()))
+
+
+class LayerRule:
+    """Everything netdef knows about one Caffe layer type.
+
+    Subclasses set the class attributes and override what differs:
+    `check_params` for static parameter checks and `top_shapes` for the shape
+    rule (called only when every bottom shape is known).
+    """
+
+    type_name: str = ""
+    description: str = ""
+    family: str = "other"  # conv, pool, pointwise, norm, merge, reshape, data, loss, sink, crf
+    bottoms: tuple[int, int | None] = (1, 1)  # (min, max); None: no maximum
+    tops: tuple[int, int | None] = (1, 1)
+    params: tuple[str, ...] = ()  # the *_param fields this type reads
+    is_input: bool = False  # a data layer: its tops are graph inputs
+    tops_match_bottoms: bool = False  # one top per bottom (Convolution, Split-like layers)
+
+    def check_params(self, layer) -> Iterator[Issue]:
+        return iter(())
+
+    def top_shapes(self, layer, bottoms: list[Shape]) -> list[Shape | None]:
+        """Shapes of the tops given the bottoms' (Caffe's Reshape)."""
+        raise NotImplementedError
+
+    def input_shapes(self, layer) -> list[Shape | None]:
+        """For data layers: the tops' shapes as far as the parameters fix them."""
+        return [None] * len(layer.top)
+
+
+# ------------------------------------------------------------------ helpers
+def canonical_axis(axis: int, ndim: int, field: FieldPath = ()) -> int:
+    """Caffe's CanonicalAxisIndex: negative axes count from the end."""
+    if not -ndim <= axis < ndim:
+        raise ShapeIssue(f"axis {axis} is out of range for a {ndim}-axis blob", field)
+    return axis + ndim if axis < 0 else axis
+
+
+def count(shape: Shape, start: int = 0, end: int | None = None) -> int:
+    return math.prod(shape[start:end])
+
+
+def fmt(shape: Shape) -> str:
+    return "x".join(str(d) for d in shape) if shape else "scalar"
+
+
+def require_same_shapes(bottoms: list[Shape], names=("bottom 0", "bottom 1")) -> None:
+    first = bottoms[0]
+    for index, shape in enumerate(bottoms[1:], start=1):
+        if shape != first:
+            raise ShapeIssue(f"bottom {index} has shape {fmt(shape)} but bottom 0 has {fmt(first)}; "
+                             "they must be equal", ("bottom", index))
+
+
+def positive(value, field: FieldPath, what: str) -> Iterator[Issue]:
+    if value <= 0:
+        yield Issue(f"{what} must be positive, got {value}", field)
+
+
+def zero_fields(param, names, prefix: FieldPath) -> Iterator[Issue]:
+    """An issue for every zero among the named (scalar or repeated) fields."""
+    for name in names:
+        value = getattr(param, name)
+        if isinstance(value, int):
+            if param.HasField(name) and value == 0:
+                yield Issue(f"{name} must be positive, got 0", prefix + (name,))
+        else:
+            for index, item in enumerate(value):
+                if item == 0:
+                    yield Issue(f"{name} must be positive, got 0", prefix + (name, index))

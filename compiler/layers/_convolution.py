@@ -1,0 +1,63 @@
+"""What Convolution, Deconvolution and Im2col share: parameters and the N-d shape driver."""
+from __future__ import annotations
+
+from ._base import Issue, LayerRule, ShapeIssue, canonical_axis, zero_fields
+from ._window import Window, conv_window
+
+_P = ("convolution_param",)
+
+
+class ConvolutionLike(LayerRule):
+    family = "conv"
+    bottoms = (1, None)
+    tops = (1, None)
+    tops_match_bottoms = True
+    params = ("convolution_param",)
+    needs_num_output = True
+
+    def check_params(self, layer):
+        param = layer.convolution_param
+        if self.needs_num_output:
+            if not param.HasField("num_output"):
+                yield Issue("num_output is required", _P)
+            elif param.num_output == 0:
+                yield Issue("num_output must be positive, got 0", _P + ("num_output",))
+            elif param.num_output % max(param.group, 1):
+                yield Issue(f"num_output {param.num_output} is not divisible by group {param.group}",
+                            _P + ("group",))
+        yield from zero_fields(param, ("kernel_size", "kernel_h", "kernel_w", "stride", "stride_h",
+                                       "stride_w", "dilation", "group"), _P)
+
+    def top_shapes(self, layer, bottoms):
+        first = bottoms[0]
+        for index, shape in enumerate(bottoms[1:], start=1):
+            if shape != first:
+                raise ShapeIssue(f"all bottoms must share one shape; bottom {index} differs",
+                                 ("bottom", index))
+        param = layer.convolution_param
+        axis = canonical_axis(param.axis, len(first), _P + ("axis",))
+        spatial = first[axis + 1:]
+        if not spatial:
+            raise ShapeIssue(f"needs at least one spatial axis after axis {axis}")
+        window = conv_window(param, len(spatial))
+        if any(v == 0 for v in window.kernel + window.stride + window.dilation):
+            return [None] * len(bottoms)  # already reported by check_params
+        channels = first[axis]
+        if channels % param.group:
+            raise ShapeIssue(f"input channels {channels} are not divisible by group {param.group}",
+                             _P + ("group",))
+        out = tuple(self.spatial_out(axis_index, size, window)
+                    for axis_index, size in enumerate(spatial))
+        top = first[:axis] + (self.out_channels(param, channels, window),) + out
+        return [top] * len(bottoms)
+
+    def out_channels(self, param, channels: int, window: Window) -> int:
+        return param.num_output
+
+    def spatial_out(self, axis: int, size: int, window: Window) -> int:
+        raise NotImplementedError
+
+
+def axis_label(axis: int, num_spatial: int = 2) -> str:
+    return {0: "height", 1: "width"}.get(axis, f"spatial axis {axis}") if num_spatial == 2 \
+        else f"spatial axis {axis}"

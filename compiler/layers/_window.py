@@ -1,0 +1,144 @@
+"""Kernel, stride, pad and dilation: Caffe's repeated and _h/_w forms, read once.
+
+Convolution-like layers (Convolution, Deconvolution, Im2col) keep repeated
+fields for N-d; Pooling keeps scalar fields plus _h/_w. Both end up as a
+`Window` with one value per spatial axis, used by every pass.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ._base import Issue, ShapeIssue
+
+
+@dataclass(frozen=True)
+class Window:
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    pad: tuple[int, ...]
+    dilation: tuple[int, ...]
+
+    def extent(self, axis: int) -> int:
+        """Input span of one kernel application, dilation included."""
+        return self.dilation[axis] * (self.kernel[axis] - 1) + 1
+
+
+def _per_axis(param, name: str, default: int | None, num_spatial: int, field_prefix) -> tuple:
+    """Expand a repeated field or its _h/_w pair to one value per spatial axis."""
+    values = list(getattr(param, name))
+    has_hw = param.HasField(f"{name}_h") or param.HasField(f"{name}_w")
+    if has_hw:
+        if num_spatial != 2:
+            raise ShapeIssue(f"{name}_h/{name}_w only apply to 2-D data", field_prefix + (f"{name}_h",))
+        if values:
+            raise ShapeIssue(f"give either {name} or {name}_h/{name}_w, not both",
+                             field_prefix + (name, 0))
+        if not (param.HasField(f"{name}_h") and param.HasField(f"{name}_w")) and default is None:
+            raise ShapeIssue(f"both {name}_h and {name}_w are required", field_prefix + (f"{name}_h",))
+        return getattr(param, f"{name}_h"), getattr(param, f"{name}_w")
+    if not values:
+        if default is None:
+            raise ShapeIssue(f"{name} is required", field_prefix)
+        return (default,) * num_spatial
+    if len(values) not in (1, num_spatial):
+        raise ShapeIssue(f"{name} has {len(values)} values; give 1 or one per spatial axis "
+                         f"({num_spatial})", field_prefix + (name, 0))
+    return tuple(values) * num_spatial if len(values) == 1 else tuple(values)
+
+
+# Caffe's convolution stores kernel_size, stride, pad, dilation in repeated
+# fields, with the key "kernel" mapping to the field name "kernel_size".
+def conv_window(param, num_spatial: int) -> Window:
+    prefix = ("convolution_param",)
+    kernel = _conv_kernel(param, num_spatial, prefix)
+    stride = _per_axis(param, "stride", 1, num_spatial, prefix)
+    pad = _per_axis(param, "pad", 0, num_spatial, prefix)
+    dilation = _dilation(param, num_spatial, prefix)
+    return Window(tuple(kernel), tuple(stride), tuple(pad), tuple(dilation))
+
+
+def _conv_kernel(param, num_spatial, prefix):
+    sizes = list(param.kernel_size)
+    has_hw = param.HasField("kernel_h") or param.HasField("kernel_w")
+    if has_hw:
+        if sizes:
+            raise ShapeIssue("give either kernel_size or kernel_h/kernel_w, not both",
+                             prefix + ("kernel_size", 0))
+        if not (param.HasField("kernel_h") and param.HasField("kernel_w")):
+            raise ShapeIssue("both kernel_h and kernel_w are required", prefix + ("kernel_h",))
+        if num_spatial != 2:
+            raise ShapeIssue("kernel_h/kernel_w only apply to 2-D data", prefix + ("kernel_h",))
+        return param.kernel_h, param.kernel_w
+    if not sizes:
+        raise ShapeIssue("kernel_size (or kernel_h and kernel_w) is required", prefix)
+    if len(sizes) not in (1, num_spatial):
+        raise ShapeIssue(f"kernel_size has {len(sizes)} values; give 1 or one per spatial axis "
+                         f"({num_spatial})", prefix + ("kernel_size", 0))
+    return tuple(sizes) * num_spatial if len(sizes) == 1 else tuple(sizes)
+
+
+def _dilation(param, num_spatial, prefix):
+    values = list(param.dilation)
+    if param.hole != 1 or param.hole_h != 1 or param.hole_w != 1:  # DeepLab v1's name for it
+        if values:
+            raise ShapeIssue("give either dilation or hole, not both", prefix + ("hole",))
+        if param.HasField("hole_h") or param.HasField("hole_w"):
+            return param.hole_h, param.hole_w
+        return (param.hole,) * num_spatial
+    if not values:
+        return (1,) * num_spatial
+    if len(values) not in (1, num_spatial):
+        raise ShapeIssue(f"dilation has {len(values)} values; give 1 or one per spatial axis",
+                         prefix + ("dilation", 0))
+    return tuple(values) * num_spatial if len(values) == 1 else tuple(values)
+
+
+def pool_window(param, spatial: tuple[int, ...]) -> Window:
+    """Pooling's window over a 2-D input of size `spatial` (global pooling needs it)."""
+    prefix = ("pooling_param",)
+    if param.global_pooling:
+        if param.HasField("kernel_size") or param.HasField("kernel_h") or param.HasField("kernel_w"):
+            raise ShapeIssue("global_pooling sets the kernel; remove kernel_size",
+                             prefix + ("kernel_size",))
+        kernel = tuple(spatial)
+    else:
+        kernel = _scalar_pair(param, "kernel", "kernel_size", None, prefix)
+    stride = _scalar_pair(param, "stride", "stride", 1, prefix)
+    pad = _scalar_pair(param, "pad", "pad", 0, prefix)
+    return Window(kernel, stride, pad, (1, 1))
+
+
+def _scalar_pair(param, stem: str, single: str, default, prefix) -> tuple[int, int]:
+    has_h, has_w = param.HasField(f"{stem}_h"), param.HasField(f"{stem}_w")
+    if has_h or has_w:
+        if param.HasField(single):
+            raise ShapeIssue(f"give either {single} or {stem}_h/{stem}_w, not both",
+                             prefix + (single,))
+        if not (has_h and has_w):
+            raise ShapeIssue(f"both {stem}_h and {stem}_w are required", prefix + (f"{stem}_h",))
+        return getattr(param, f"{stem}_h"), getattr(param, f"{stem}_w")
+    if param.HasField(single) or default is not None:
+        value = getattr(param, single) if param.HasField(single) else default
+        return value, value
+    raise ShapeIssue(f"{single} (or {stem}_h and {stem}_w) is required", prefix)
+
+
+def window_issues(window: Window, prefix) -> list[Issue]:
+    """Static problems of a window: zero kernels, strides or dilations."""
+    issues = []
+    for name, values, field in (("kernel size", window.kernel, "kernel_size"),
+                                ("stride", window.stride, "stride"),
+                                ("dilation", window.dilation, "dilation")):
+        if any(v == 0 for v in values):
+            issues.append(Issue(f"{name} must be positive, got {fmt_values(values)}",
+                                prefix + (field,)))
+    return issues
+
+
+def fmt_values(values) -> str:
+    return "x".join(str(v) for v in values)
+
+
+def too_small(axis_name: str, size: int, pad: int, extent: int, field) -> ShapeIssue:
+    return ShapeIssue(f"kernel extent {extent} is larger than the padded input along {axis_name} "
+                      f"({size} + 2*{pad} = {size + 2 * pad})", field)

@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from ._base import Issue, canonical_axis, register
+from ._loss import LossRule, labels_per_position
+
+
+@register
+class Accuracy(LossRule):
+    type_name = "Accuracy"
+    description = "top_k classification accuracy (second top: accuracy per class)"
+    family = "loss"
+    tops = (1, 2)
+    params = ("accuracy_param",)
+
+    def check_params(self, layer):
+        if layer.accuracy_param.top_k == 0:
+            yield Issue("top_k must be positive, got 0", ("accuracy_param", "top_k"))
+
+    def check_label(self, layer, bottoms):
+        labels_per_position(bottoms[0], bottoms[1], layer.accuracy_param.axis)
+
+    def extra_tops(self, layer, bottoms):
+        axis = canonical_axis(layer.accuracy_param.axis, len(bottoms[0]))
+        return [(bottoms[0][axis],)]

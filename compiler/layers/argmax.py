@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from ._base import Issue, LayerRule, ShapeIssue, canonical_axis, count, register
+
+_P = ("argmax_param",)
+
+
+@register
+class ArgMax(LayerRule):
+    type_name = "ArgMax"
+    description = "indices (and optionally values) of the top_k largest entries along axis"
+    family = "reshape"
+    params = ("argmax_param",)
+
+    def check_params(self, layer):
+        if layer.argmax_param.top_k == 0:
+            yield Issue("top_k must be positive, got 0", _P + ("top_k",))
+
+    def top_shapes(self, layer, bottoms):
+        param, shape = layer.argmax_param, bottoms[0]
+        if param.HasField("axis"):
+            axis = canonical_axis(param.axis, len(shape), _P + ("axis",))
+            if param.top_k > shape[axis]:
+                raise ShapeIssue(f"top_k {param.top_k} exceeds axis {axis} size {shape[axis]}",
+                                 _P + ("top_k",))
+            return [shape[:axis] + (param.top_k,) + shape[axis + 1:]]
+        if param.top_k > count(shape, 1):
+            raise ShapeIssue(f"top_k {param.top_k} exceeds the {count(shape, 1)} entries per item",
+                             _P + ("top_k",))
+        return [(shape[0], 2 if param.out_max_val else 1, param.top_k)]

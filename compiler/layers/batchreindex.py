@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from ._base import LayerRule, ShapeIssue, fmt, register
+
+
+@register
+class BatchReindex(LayerRule):
+    type_name = "BatchReindex"
+    description = "gathers items of bottom 0 at the indices in bottom 1"
+    family = "reshape"
+    bottoms = (2, 2)
+
+    def top_shapes(self, layer, bottoms):
+        data, indices = bottoms
+        if len(indices) != 1:
+            raise ShapeIssue(f"bottom 1 must be a 1-axis list of indices, got {fmt(indices)}",
+                             ("bottom", 1))
+        return [indices + data[1:]]

@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from ._base import Issue, register
+from ._pointwise import PointwiseRule
+
+_P = ("clip_param",)
+
+
+@register
+class Clip(PointwiseRule):
+    type_name = "Clip"
+    description = "clamps x to [min, max]"
+    params = ("clip_param",)
+
+    def check_params(self, layer):
+        param = layer.clip_param
+        for name in ("min", "max"):
+            if not param.HasField(name):
+                yield Issue(f"clip_param.{name} is required", _P)
+        if param.HasField("min") and param.HasField("max") and param.min > param.max:
+            yield Issue(f"min {param.min:g} is larger than max {param.max:g}", _P + ("min",))

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from ._base import LayerRule, ShapeIssue, canonical_axis, fmt, register
+
+_P = ("concat_param",)
+
+
+@register
+class Concat(LayerRule):
+    type_name = "Concat"
+    description = "joins bottoms along axis (default 1); all other axes must agree"
+    family = "merge"
+    bottoms = (1, None)
+    params = ("concat_param",)
+
+    def top_shapes(self, layer, bottoms):
+        param = layer.concat_param
+        first = bottoms[0]
+        raw_axis = param.axis if param.HasField("axis") or not param.HasField("concat_dim") \
+            else param.concat_dim
+        axis = canonical_axis(raw_axis, len(first), _P + ("axis",))
+        total = 0
+        for index, shape in enumerate(bottoms):
+            if len(shape) != len(first) or shape[:axis] + shape[axis + 1:] != \
+                    first[:axis] + first[axis + 1:]:
+                raise ShapeIssue(f"bottom {index} has shape {fmt(shape)}, which does not match "
+                                 f"bottom 0 ({fmt(first)}) outside the concat axis {axis}",
+                                 ("bottom", index))
+            total += shape[axis]
+        return [first[:axis] + (total,) + first[axis + 1:]]

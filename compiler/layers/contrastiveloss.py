@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from ._base import register
+from ._loss import LossRule, labels_per_item, same_count
+
+
+@register
+class ContrastiveLoss(LossRule):
+    type_name = "ContrastiveLoss"
+    description = "siamese loss on two feature bottoms and a similar/dissimilar label"
+    bottoms = (3, 3)
+    params = ("loss_param", "contrastive_loss_param")
+
+    def check_label(self, layer, bottoms):
+        same_count(bottoms[0], bottoms[1])
+        labels_per_item(bottoms[0], bottoms[2])

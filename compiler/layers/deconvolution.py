@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from ._base import ShapeIssue, register
+from ._convolution import ConvolutionLike, axis_label
+
+
+@register
+class Deconvolution(ConvolutionLike):
+    type_name = "Deconvolution"
+    description = "transposed convolution (learned or bilinear upsampling); weights C_in x C_out/g"
+
+    def spatial_out(self, axis, size, window):
+        out = window.stride[axis] * (size - 1) + window.extent(axis) - 2 * window.pad[axis]
+        if out <= 0:
+            raise ShapeIssue(f"output {axis_label(axis)} would be {out}: pad {window.pad[axis]} is "
+                             "too large for this kernel and input", ("convolution_param", "pad"))
+        return out

@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from ._base import Issue, register
+from ._pointwise import PointwiseRule
+
+
+@register
+class Dropout(PointwiseRule):
+    type_name = "Dropout"
+    description = "zeroes a dropout_ratio share at train time and scales the rest; identity at test"
+    params = ("dropout_param",)
+
+    def check_params(self, layer):
+        ratio = layer.dropout_param.dropout_ratio
+        if not 0.0 <= ratio < 1.0:
+            yield Issue(f"dropout_ratio must lie in [0, 1), got {ratio:g}",
+                        ("dropout_param", "dropout_ratio"))

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from netdef.proto import netdef_pb2 as pb
+
+from ._base import Issue, LayerRule, register, require_same_shapes
+
+_P = ("eltwise_param",)
+
+
+@register
+class Eltwise(LayerRule):
+    type_name = "Eltwise"
+    description = "elementwise PROD, SUM (with coeff per bottom) or MAX of equally shaped bottoms"
+    family = "merge"
+    bottoms = (2, None)
+    params = ("eltwise_param",)
+
+    def check_params(self, layer):
+        param = layer.eltwise_param
+        if param.coeff and param.operation != pb.EltwiseParameter.SUM:
+            yield Issue("coeff only applies to operation: SUM", _P + ("coeff", 0))
+        elif param.coeff and len(param.coeff) != len(layer.bottom):
+            yield Issue(f"{len(param.coeff)} coeff values for {len(layer.bottom)} bottoms; give one "
+                        "per bottom", _P + ("coeff", 0))
+
+    def top_shapes(self, layer, bottoms):
+        require_same_shapes(bottoms)
+        return [bottoms[0]]

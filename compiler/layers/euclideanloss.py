@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+from ._base import register
+from ._loss import LossRule, same_count
+
+
+@register
+class EuclideanLoss(LossRule):
+    type_name = "EuclideanLoss"
+    description = "sum of squared differences / (2N)"
+
+    def check_label(self, layer, bottoms):
+        same_count(bottoms[0], bottoms[1], start=1)

@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from ._base import Issue, register
+from ._pointwise import PointwiseRule
+
+
+@register
+class Exp(PointwiseRule):
+    type_name = "Exp"
+    description = "base ^ (shift + scale * x); base -1 means e"
+    params = ("exp_param",)
+
+    def check_params(self, layer):
+        base = layer.exp_param.base
+        if base != -1 and base <= 0:
+            yield Issue(f"base must be -1 (for e) or positive, got {base:g}", ("exp_param", "base"))

@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from ._base import LayerRule, ShapeIssue, canonical_axis, count, register
+
+_P = ("flatten_param",)
+
+
+@register
+class Flatten(LayerRule):
+    type_name = "Flatten"
+    description = "merges axes axis..end_axis (default 1..-1) into one"
+    family = "reshape"
+    params = ("flatten_param",)
+
+    def top_shapes(self, layer, bottoms):
+        shape = bottoms[0]
+        start = canonical_axis(layer.flatten_param.axis, len(shape), _P + ("axis",))
+        end = canonical_axis(layer.flatten_param.end_axis, len(shape), _P + ("end_axis",))
+        if end < start:
+            raise ShapeIssue(f"end_axis {end} comes before axis {start}", _P + ("end_axis",))
+        return [shape[:start] + (count(shape, start, end + 1),) + shape[end + 1:]]

@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from ._base import register
+from ._data import DataRule, batch_issues
+
+
+@register
+class HDF5Data(DataRule):
+    type_name = "HDF5Data"
+    description = "reads datasets named after its tops from the HDF5 files listed in source"
+    tops = (1, None)
+    params = ("hdf5_data_param",)
+
+    def check_params(self, layer):
+        yield from batch_issues(layer.hdf5_data_param.batch_size, ("hdf5_data_param",))

@@ -1,0 +1,17 @@
+from __future__ import annotations
+
+from ._base import register
+from ._data import DataRule, image_side, with_label
+
+
+@register
+class ImageData(DataRule):
+    type_name = "ImageData"
+    description = "reads images listed in a text file with their labels"
+    params = ("image_data_param", "transform_param")
+
+    def input_shapes(self, layer):
+        param = layer.image_data_param
+        side = image_side(layer, param.new_height, param.new_width)
+        data = (param.batch_size, 3 if param.is_color else 1) + side if side else None
+        return with_label(data, param.batch_size, len(layer.top))

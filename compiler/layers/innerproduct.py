@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from ._base import Issue, LayerRule, canonical_axis, register
+
+_P = ("inner_product_param",)
+
+
+@register
+class InnerProduct(LayerRule):
+    type_name = "InnerProduct"
+    description = "fully connected: flattens from axis (default 1), optional transposed weights"
+    family = "conv"
+    params = ("inner_product_param",)
+
+    def check_params(self, layer):
+        param = layer.inner_product_param
+        if not param.HasField("num_output"):
+            yield Issue("num_output is required", _P)
+        elif param.num_output == 0:
+            yield Issue("num_output must be positive, got 0", _P + ("num_output",))
+
+    def top_shapes(self, layer, bottoms):
+        param = layer.inner_product_param
+        axis = canonical_axis(param.axis, len(bottoms[0]), _P + ("axis",))
+        return [bottoms[0][:axis] + (param.num_output,)]

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from ._base import Issue, register
+from ._data import DataRule
+from netdef.errors import ShapeError
+
+_P = ("input_param",)
+
+
+@register
+class Input(DataRule):
+    type_name = "Input"
+    description = "declares net inputs and their shapes (legacy input/input_dim upgrade to this)"
+    tops = (1, None)
+    params = ("input_param",)
+
+    def check_params(self, layer):
+        shapes = layer.input_param.shape
+        if len(shapes) not in (0, 1, len(layer.top)):
+            yield Issue(f"{len(shapes)} shapes for {len(layer.top)} tops; give one for all or one "
+                        "per top", _P + ("shape", 0), ShapeError)
+        for index, shape in enumerate(shapes):
+            if any(dim <= 0 for dim in shape.dim):
+                dims = ", ".join(str(d) for d in shape.dim)
+                yield Issue(f"input dimensions must be positive, got ({dims})",
+                            _P + ("shape", index), ShapeError)
+
+    def input_shapes(self, layer):
+        shapes = [tuple(shape.dim) for shape in layer.input_param.shape]
+        if any(dim <= 0 for shape in shapes for dim in shape):
+            return [None] * len(layer.top)
+        if len(shapes) == 1:
+            return shapes * len(layer.top)
+        if len(shapes) == len(layer.top):
+            return shapes
+        return [None] * len(layer.top)

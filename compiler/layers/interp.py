@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from ._base import Issue, LayerRule, ShapeIssue, fmt, register
+
+_P = ("interp_param",)
+
+
+@register
+class Interp(LayerRule):
+    type_name = "Interp"
+    description = "dialect (DeepLab/PSPNet): bilinear resize by zoom/shrink factor, to a size, or to bottom 1"
+    family = "reshape"
+    bottoms = (1, 2)
+    params = ("interp_param",)
+
+    def check_params(self, layer):
+        param = layer.interp_param
+        if param.pad_beg > 0 or param.pad_end > 0:
+            yield Issue("pad_beg and pad_end must be <= 0 (they crop)", _P + ("pad_beg",))
+        for name in ("zoom_factor", "shrink_factor"):
+            if param.HasField(name) and getattr(param, name) < 1:
+                yield Issue(f"{name} must be at least 1", _P + (name,))
+        sized = param.HasField("height") and param.HasField("width")
+        if len(layer.bottom) == 1 and not (sized or param.HasField("zoom_factor")
+                                           or param.HasField("shrink_factor")):
+            yield Issue("give zoom_factor, shrink_factor, height and width, or a second bottom", _P)
+
+    def top_shapes(self, layer, bottoms):
+        data = bottoms[0]
+        if len(data) != 4:
+            raise ShapeIssue(f"Interp takes N x C x H x W blobs, got {fmt(data)}")
+        param = layer.interp_param
+        if len(bottoms) == 2:
+            return [data[:2] + tuple(bottoms[1][2:4])]
+        if param.HasField("height") and param.HasField("width"):
+            return [data[:2] + (param.height, param.width)]
+        out = []
+        for size in data[2:]:
+            size += param.pad_beg + param.pad_end
+            if param.HasField("shrink_factor"):
+                size = (size - 1) // param.shrink_factor + 1
+            if param.HasField("zoom_factor"):
+                size = size + (size - 1) * (param.zoom_factor - 1)
+            out.append(size)
+        if min(out) < 1:
+            raise ShapeIssue(f"output would be empty ({fmt(out)})", _P)
+        return [data[:2] + tuple(out)]

@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from ._base import Issue, register
+from ._pointwise import PointwiseRule
+
+
+@register
+class Log(PointwiseRule):
+    type_name = "Log"
+    description = "log_base(shift + scale * x); base -1 means e"
+    params = ("log_param",)
+
+    def check_params(self, layer):
+        base = layer.log_param.base
+        if base != -1 and base <= 0:
+            yield Issue(f"base must be -1 (for e) or positive, got {base:g}", ("log_param", "base"))

@@ -1,0 +1,10 @@
+from __future__ import annotations
+
+from ._base import register
+from ._recurrent import RecurrentRule
+
+
+@register
+class LSTM(RecurrentRule):
+    type_name = "LSTM"
+    description = "long short-term memory over T time steps"

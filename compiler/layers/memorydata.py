@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from ._base import register
+from ._data import DataRule, with_label
+
+_FIELDS = ("batch_size", "channels", "height", "width")
+
+
+@register
+class MemoryData(DataRule):
+    type_name = "MemoryData"
+    description = "data handed in from memory by the caller"
+    tops = (2, 2)
+    params = ("memory_data_param", "transform_param")
+
+    def input_shapes(self, layer):
+        param = layer.memory_data_param
+        dims = tuple(getattr(param, name) for name in _FIELDS)
+        return with_label(dims if all(dims) else None, param.batch_size, len(layer.top))

@@ -1,0 +1,13 @@
+from __future__ import annotations
+
+from ._base import register
+from ._loss import LossRule, labels_per_item
+
+
+@register
+class MultinomialLogisticLoss(LossRule):
+    type_name = "MultinomialLogisticLoss"
+    description = "-log(probability of the true class), on probabilities"
+
+    def check_label(self, layer, bottoms):
+        labels_per_item(bottoms[0], bottoms[1])

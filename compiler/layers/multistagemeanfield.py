@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from ._base import Issue, LayerRule, ShapeIssue, fmt, register
+
+_P = ("multi_stage_meanfield_param",)
+
+
+@register
+class MultiStageMeanfield(LayerRule):
+    """CRF-RNN: bottoms are the unary logits, the first iteration's logits and the image."""
+
+    type_name = "MultiStageMeanfield"
+    description = "dialect (CRF-RNN): T mean-field iterations of a dense CRF with Gaussian kernels"
+    family = "crf"
+    bottoms = (3, 3)
+    params = ("multi_stage_meanfield_param",)
+
+    def check_params(self, layer):
+        param = layer.multi_stage_meanfield_param
+        if param.num_iterations <= 1:
+            yield Issue(f"num_iterations is {param.num_iterations}; the CRF-RNN code requires more "
+                        "than 1 (its default 1 aborts)", _P + ("num_iterations",), warning=True)
+        for name in ("theta_alpha", "theta_beta", "theta_gamma"):
+            if getattr(param, name) <= 0:
+                yield Issue(f"{name} must be positive", _P + (name,))
+
+    def top_shapes(self, layer, bottoms):
+        unary, first, image = bottoms
+        if len(unary) != 4:
+            raise ShapeIssue(f"unary must be N x C x H x W, got {fmt(unary)}", ("bottom", 0))
+        if first != unary:
+            raise ShapeIssue(f"bottom 1 ({fmt(first)}) must have the unary's shape ({fmt(unary)})",
+                             ("bottom", 1))
+        if len(image) != 4 or image[0] != unary[0] or image[2:] != unary[2:] or image[1] != 3:
+            raise ShapeIssue(f"the image (bottom 2, {fmt(image)}) must be N x 3 x H x W with the "
+                             f"unary's N, H, W ({fmt(unary)})", ("bottom", 2))
+        return [unary]

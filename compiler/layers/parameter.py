@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from ._base import LayerRule, register
+
+
+@register
+class Parameter(LayerRule):
+    type_name = "Parameter"
+    description = "exposes a learned blob of the given shape as its top"
+    family = "data"
+    bottoms = (0, 0)
+    params = ("parameter_param",)
+
+    def input_shapes(self, layer):
+        return [tuple(layer.parameter_param.shape.dim)]
+
+    def top_shapes(self, layer, bottoms):
+        return self.input_shapes(layer)

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from netdef.proto import netdef_pb2 as pb
+
+from ._base import Issue, LayerRule, ShapeIssue, fmt, register, zero_fields
+from ._window import pool_window
+
+_P = ("pooling_param",)
+
+
+@register
+class Pooling(LayerRule):
+    type_name = "Pooling"
+    description = "max/average/stochastic pooling; Caffe's ceil rounding with the padding correction"
+    family = "pool"
+    tops = (1, 2)  # a MAX pooling may expose its argmax mask (SegNet/ENet)
+    params = ("pooling_param",)
+
+    def check_params(self, layer):
+        param = layer.pooling_param
+        yield from zero_fields(param, ("kernel_size", "kernel_h", "kernel_w", "stride",
+                                       "stride_h", "stride_w"), _P)
+        if len(layer.top) == 2 and param.pool != pb.PoolingParameter.MAX:
+            yield Issue("a second (mask) top needs pool: MAX", _P + ("pool",))
+        if param.global_pooling and (param.pad or param.pad_h or param.pad_w):
+            yield Issue("global_pooling takes no padding", _P + ("pad",))
+
+    def top_shapes(self, layer, bottoms):
+        shape = bottoms[0]
+        if len(shape) != 4:
+            raise ShapeIssue(f"Pooling takes N x C x H x W blobs, got {fmt(shape)}")
+        param = layer.pooling_param
+        window = pool_window(param, shape[2:])
+        if 0 in window.kernel + window.stride:
+            return [None] * len(layer.top)
+        for axis, name in enumerate(("height", "width")):
+            if window.pad[axis] >= window.kernel[axis]:
+                raise ShapeIssue(f"pad {window.pad[axis]} must be smaller than the kernel "
+                                 f"{window.kernel[axis]} along {name}", _P + ("pad",))
+        ceil = param.round_mode == pb.PoolingParameter.CEIL and param.ceil_mode
+        out = tuple(pooled_size(size, k, s, p, ceil, name)
+                    for size, k, s, p, name in zip(shape[2:], window.kernel, window.stride,
+                                                   window.pad, ("height", "width")))
+        top = shape[:2] + out
+        return [top] * len(layer.top)
+
+
+def pooled_size(size: int, kernel: int, stride: int, pad: int, ceil: bool, name: str) -> int:
+    """Caffe's pooled size: rounded division, then the last window must start inside.
+
+    Like Caffe, a kernel a little larger than the input still yields one
+    (clipped) window in CEIL mode; only an empty output is an error.
+    """
+    span = size + 2 * pad - kernel
+    out = (-(-span // stride) if ceil else span // stride) + 1
+    if pad > 0 and (out - 1) * stride >= size + pad:
+        out -= 1  # the last window would start in the padding only
+    if out < 1:
+        raise ShapeIssue(f"kernel {kernel} is larger than the padded input along {name} "
+                         f"({size} + 2*{pad} = {size + 2 * pad})", _P + ("kernel_size",))
+    return out

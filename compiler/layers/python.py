@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from ._base import LayerRule, register
+
+
+@register
+class Python(LayerRule):
+    """A user's Python class. netdef never imports it while checking: its tops
+    are sized by the user (`--input NAME=...`), like data layers'."""
+
+    type_name = "Python"
+    description = "a user's Python layer (never imported without --allow-python-layers)"
+    family = "data"
+    bottoms = (0, None)
+    tops = (0, None)
+    params = ("python_param",)
+    is_input = True
+
+    def top_shapes(self, layer, bottoms):
+        return [None] * len(layer.top)

@@ -1,0 +1,10 @@
+from __future__ import annotations
+
+from ._base import register
+from ._recurrent import RecurrentRule
+
+
+@register
+class RNN(RecurrentRule):
+    type_name = "RNN"
+    description = "Elman recurrent net over T time steps"

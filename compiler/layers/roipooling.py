@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from ._base import Issue, LayerRule, ShapeIssue, fmt, register
+
+_P = ("roi_pooling_param",)
+
+
+@register
+class ROIPooling(LayerRule):
+    type_name = "ROIPooling"
+    description = "dialect (fast-rcnn): max-pools each region (bottom 1, R x 5) to pooled_h x pooled_w"
+    family = "pool"
+    bottoms = (2, 2)
+    params = ("roi_pooling_param",)
+
+    def check_params(self, layer):
+        for name in ("pooled_h", "pooled_w"):
+            if getattr(layer.roi_pooling_param, name) == 0:
+                yield Issue(f"{name} is required and must be positive", _P)
+
+    def top_shapes(self, layer, bottoms):
+        features, rois = bottoms
+        if len(features) != 4:
+            raise ShapeIssue(f"features must be N x C x H x W, got {fmt(features)}")
+        if len(rois) < 2 or rois[1] != 5:
+            raise ShapeIssue(f"regions must be R x 5 (batch index, x1, y1, x2, y2), got {fmt(rois)}",
+                             ("bottom", 1))
+        param = layer.roi_pooling_param
+        return [(rois[0], features[1], param.pooled_h, param.pooled_w)]

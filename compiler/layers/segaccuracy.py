@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from ._base import register
+from ._loss import LossRule
+
+
+@register
+class SegAccuracy(LossRule):
+    type_name = "SegAccuracy"
+    description = "dialect (DeepLab): pixel accuracy, class accuracy or IoU of a segmentation"
+    tops = (1, 1)
+    params = ("seg_accuracy_param",)
+
+    def top_shapes(self, layer, bottoms):
+        return [None]  # a metric vector whose length DeepLab's code decides

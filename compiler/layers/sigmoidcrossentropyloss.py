@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from ._base import register
+from ._loss import LossRule, same_count
+
+
+@register
+class SigmoidCrossEntropyLoss(LossRule):
+    type_name = "SigmoidCrossEntropyLoss"
+    description = "sigmoid + cross-entropy against targets in [0, 1]"
+    params = ("loss_param", "sigmoid_param")
+
+    def check_label(self, layer, bottoms):
+        same_count(bottoms[0], bottoms[1])

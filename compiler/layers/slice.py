@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from ._base import Issue, LayerRule, ShapeIssue, canonical_axis, register
+
+_P = ("slice_param",)
+
+
+@register
+class Slice(LayerRule):
+    type_name = "Slice"
+    description = "cuts bottom along axis (default 1) at slice_point(s), or into equal parts"
+    family = "reshape"
+    tops = (1, None)
+    params = ("slice_param",)
+
+    def check_params(self, layer):
+        points = list(layer.slice_param.slice_point)
+        if points and len(points) != len(layer.top) - 1:
+            yield Issue(f"{len(points)} slice points make {len(points) + 1} parts, but the layer has "
+                        f"{len(layer.top)} tops", _P + ("slice_point", 0))
+        for i in range(1, len(points)):
+            if points[i] <= points[i - 1]:
+                yield Issue("slice points must increase", _P + ("slice_point", i))
+
+    def top_shapes(self, layer, bottoms):
+        param = layer.slice_param
+        shape = bottoms[0]
+        raw_axis = param.axis if param.HasField("axis") or not param.HasField("slice_dim") \
+            else param.slice_dim
+        axis = canonical_axis(raw_axis, len(shape), _P + ("axis",))
+        size, parts = shape[axis], len(layer.top)
+        points = list(param.slice_point)
+        if not points:
+            if size % parts:
+                raise ShapeIssue(f"axis {axis} has size {size}, not divisible into {parts} equal parts")
+            points = [size // parts * i for i in range(1, parts)]
+        if points and points[-1] >= size:
+            raise ShapeIssue(f"slice point {points[-1]} is beyond axis {axis} (size {size})",
+                             _P + ("slice_point", len(points) - 1))
+        bounds = [0] + points + [size]
+        return [shape[:axis] + (b - a,) + shape[axis + 1:] for a, b in zip(bounds, bounds[1:])]

@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from ._base import canonical_axis, register
+from ._pointwise import PointwiseRule
+
+
+@register
+class Softmax(PointwiseRule):
+    type_name = "Softmax"
+    description = "softmax along axis (default 1, the channels)"
+    family = "norm"
+    params = ("softmax_param",)
+
+    def top_shapes(self, layer, bottoms):
+        canonical_axis(layer.softmax_param.axis, len(bottoms[0]), ("softmax_param", "axis"))
+        return [bottoms[0]]

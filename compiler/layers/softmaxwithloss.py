@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from ._base import register
+from ._loss import LossRule, labels_per_position
+
+
+@register
+class SoftmaxWithLoss(LossRule):
+    type_name = "SoftmaxWithLoss"
+    description = "softmax + multinomial log loss; ignore_label and normalization modes"
+    tops = (0, 2)  # the optional second top is the softmax output
+    params = ("loss_param", "softmax_param")
+
+    def check_label(self, layer, bottoms):
+        labels_per_position(bottoms[0], bottoms[1], layer.softmax_param.axis)
+
+    def extra_tops(self, layer, bottoms):
+        return [bottoms[0]]

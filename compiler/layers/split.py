@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from ._base import LayerRule, register
+
+
+@register
+class Split(LayerRule):
+    type_name = "Split"
+    description = "copies its bottom to every top (gradients are summed)"
+    family = "reshape"
+    tops = (1, None)
+
+    def top_shapes(self, layer, bottoms):
+        return [bottoms[0]] * len(layer.top)

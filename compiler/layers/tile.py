@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from ._base import Issue, LayerRule, canonical_axis, register
+
+_P = ("tile_param",)
+
+
+@register
+class Tile(LayerRule):
+    type_name = "Tile"
+    description = "repeats the blob `tiles` times along axis"
+    family = "reshape"
+    params = ("tile_param",)
+
+    def check_params(self, layer):
+        if not layer.tile_param.HasField("tiles"):
+            yield Issue("tiles is required", _P)
+        elif layer.tile_param.tiles <= 0:
+            yield Issue(f"tiles must be positive, got {layer.tile_param.tiles}", _P + ("tiles",))
+
+    def top_shapes(self, layer, bottoms):
+        shape = bottoms[0]
+        axis = canonical_axis(layer.tile_param.axis, len(shape), _P + ("axis",))
+        return [shape[:axis] + (shape[axis] * layer.tile_param.tiles,) + shape[axis + 1:]]

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from ._base import LayerRule, ShapeIssue, fmt, register
+
+_P = ("upsample_param",)
+
+
+@register
+class Upsample(LayerRule):
+    type_name = "Upsample"
+    description = "dialect (SegNet/ENet): max unpooling with the mask top of a MAX pooling"
+    family = "reshape"
+    bottoms = (2, 2)
+    params = ("upsample_param",)
+
+    def top_shapes(self, layer, bottoms):
+        data, mask = bottoms
+        if mask != data:
+            raise ShapeIssue(f"the mask ({fmt(mask)}) must have the data's shape ({fmt(data)})",
+                             ("bottom", 1))
+        param = layer.upsample_param
+        height = param.upsample_h or data[2] * (param.scale_h or param.scale) - int(param.pad_out_h)
+        width = param.upsample_w or data[3] * (param.scale_w or param.scale) - int(param.pad_out_w)
+        if height < data[2] or width < data[3]:
+            raise ShapeIssue(f"output {height}x{width} is smaller than the input", _P)
+        return [data[:2] + (height, width)]
