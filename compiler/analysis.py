@@ -1,0 +1,112 @@
+"""The checking pipeline (parse, upgrade, IR, validate, shapes) and its report."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from netdef.errors import Problem, UsageError, raise_if_errors
+from netdef.proto import netdef_pb2 as pb
+
+from .ir import Net, NetState, build_ir
+from .parse import parse_net
+from .shapes import infer_shapes
+
+PHASES = {"TRAIN": pb.TRAIN, "TEST": pb.TEST}
+
+
+def net_state(parsed_net: pb.NetParameter, phase: str, level: int | None,
+              stages: tuple[str, ...] | None) -> NetState:
+    """The state to filter with: the given phase, the file's level and stages unless given."""
+    if phase.upper() not in PHASES:
+        raise UsageError(f"phase must be TRAIN or TEST, not {phase!r}")
+    file_state = parsed_net.state
+    return NetState(PHASES[phase.upper()],
+                    file_state.level if level is None else level,
+                    tuple(file_state.stage) if stages is None else tuple(stages))
+
+
+def check_net(source, *, phase: str = "TEST", inputs: dict | None = None, strict: bool = False,
+              level: int | None = None, stages=None) -> tuple[Net | None, list[Problem]]:
+    """Run every check; returns the net (None if it could not be parsed) and all problems.
+
+    Raises only for syntax errors and errors during upgrade (nothing after them
+    can be trusted) and for usage errors.
+    """
+    from .validate import validate  # noqa: PLC0415 (keeps import order readable)
+
+    parsed = parse_net(source, strict=strict)
+    state = net_state(parsed.net, phase, level, stages)
+    net, problems = build_ir(parsed, state)
+    problems = list(parsed.warnings) + problems
+    problems += validate(net)
+    problems += infer_shapes(net, normalise_inputs(inputs))
+    problems.sort(key=lambda p: (p.line or 0))
+    return net, problems
+
+
+def normalise_inputs(inputs: dict | None) -> dict[str, tuple]:
+    result = {}
+    for name, shape in (inputs or {}).items():
+        try:
+            result[name] = tuple(int(dim) for dim in shape)
+        except (TypeError, ValueError):
+            raise UsageError(f"input {name}: shape must be a sequence of integers, got {shape!r}") \
+                from None
+    return result
+
+
+@dataclass
+class BlobReport:
+    name: str
+    shape: tuple | None
+    producer: str | None
+    producer_type: str | None
+    in_place: list[str] = field(default_factory=list)  # layers that rewrite it in place
+    rf: dict = field(default_factory=dict)  # filled by the receptive-field pass
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape) if self.shape is not None else None,
+                "producer": self.producer, "rf": self.rf}
+
+
+@dataclass
+class Report:
+    name: str
+    path: str
+    inputs: dict[str, tuple | None]
+    blobs: list[BlobReport]
+    warnings: list[Problem]
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "inputs": {name: list(shape) if shape else None for name, shape in self.inputs.items()},
+            "blobs": [blob.to_json() for blob in self.blobs],
+            "warnings": [warning.format() for warning in self.warnings],
+        }
+
+    def blob(self, name: str) -> BlobReport:
+        return next(blob for blob in self.blobs if blob.name == name)
+
+
+def analyze(source, *, phase: str = "TEST", inputs: dict | None = None, strict: bool = False,
+            level: int | None = None, stages=None) -> Report:
+    """Shapes (and, later, receptive fields) of every blob; raises if the net has errors."""
+    net, problems = check_net(source, phase=phase, inputs=inputs, strict=strict, level=level,
+                              stages=stages)
+    raise_if_errors(problems)
+    return build_report(net, [p for p in problems if p.warning])
+
+
+def build_report(net: Net, warnings: list[Problem]) -> Report:
+    blobs: dict[str, BlobReport] = {}
+    for blob in net.blobs.values():
+        producer = net.layers[blob.producer] if blob.producer is not None else None
+        if blob.name in blobs:  # an in-place version: fold it into the first
+            entry = blobs[blob.name]
+            entry.in_place.append(producer.name)
+            entry.shape = blob.shape if blob.shape is not None else entry.shape
+            continue
+        blobs[blob.name] = BlobReport(blob.name, blob.shape, producer.name if producer else None,
+                                      producer.type if producer else None)
+    inputs = {net.blobs[blob_id].name: net.blobs[blob_id].shape for blob_id in net.input_blobs}
+    return Report(net.parsed.net.name, net.path, inputs, list(blobs.values()), warnings)

@@ -1,0 +1,223 @@
+"""The IR: a bipartite networkx DiGraph of layer nodes and blob nodes.
+
+Phase/level/stage filtering happens here, once. An in-place top becomes a new
+blob version (`conv1`, `conv1@1`) so the graph stays acyclic without touching
+the proto. Duplicate layer names are legal and keep their order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from netdef.errors import GraphError, Problem, UnknownLayerType, did_you_mean
+from netdef.proto import netdef_pb2 as pb
+
+from .layers import LayerRule, registry
+from .parse import ParsedNet
+
+
+@dataclass
+class Layer:
+    index: int  # position among the kept layers
+    source_index: int  # position in the (upgraded) NetParameter, for the source map
+    param: pb.LayerParameter
+    rule: LayerRule | None
+    bottoms: list[str] = field(default_factory=list)  # blob ids
+    tops: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.param.name
+
+    @property
+    def type(self) -> str:
+        return self.param.type
+
+    @property
+    def node(self) -> tuple:
+        return ("layer", self.index)
+
+
+@dataclass
+class Blob:
+    id: str  # unique: the Caffe name, plus @k for the k-th in-place rewrite
+    name: str  # the Caffe blob name
+    producer: int | None  # layer index
+    shape: tuple | None = None
+    consumers: list[int] = field(default_factory=list)
+
+    @property
+    def node(self) -> tuple:
+        return ("blob", self.id)
+
+
+@dataclass
+class NetState:
+    phase: int = pb.TEST
+    level: int = 0
+    stages: tuple[str, ...] = ()
+
+
+class Net:
+    """The filtered net: layers in order, versioned blobs, the bipartite graph."""
+
+    def __init__(self, parsed: ParsedNet, state: NetState):
+        self.parsed = parsed
+        self.state = state
+        self.layers: list[Layer] = []
+        self.blobs: dict[str, Blob] = {}
+        self.graph = nx.DiGraph()
+        self.input_blobs: list[str] = []  # tops of data layers, in order
+
+    @property
+    def path(self) -> str:
+        return self.parsed.path
+
+    def line_of(self, layer: Layer, field_path: tuple = ()) -> int | None:
+        return self.parsed.source_map.line_of(("layer", layer.source_index) + tuple(field_path))
+
+    def problem(self, kind, message: str, layer: Layer | None = None, field_path: tuple = (),
+                warning: bool = False) -> Problem:
+        if layer is None:
+            return Problem(kind, message, self.path, None, warning=warning)
+        return Problem(kind, message, self.path, self.line_of(layer, field_path), layer.name,
+                       layer.type, warning=warning)
+
+    def outputs(self) -> list[str]:
+        """Blob ids no layer consumes, in definition order (Caffe's net outputs)."""
+        return [blob.id for blob in self.blobs.values()
+                if not blob.consumers and blob.producer is not None
+                and self.layers[blob.producer].rule is not None]
+
+    def final_version(self, name: str) -> Blob | None:
+        found = None
+        for blob in self.blobs.values():
+            if blob.name == name:
+                found = blob
+        return found
+
+
+def state_meets_rule(state: NetState, rule: pb.NetStateRule) -> bool:
+    """Caffe's StateMeetsRule: every field set in the rule must hold."""
+    if rule.HasField("phase") and rule.phase != state.phase:
+        return False
+    if rule.HasField("min_level") and state.level < rule.min_level:
+        return False
+    if rule.HasField("max_level") and state.level > rule.max_level:
+        return False
+    if any(stage not in state.stages for stage in rule.stage):
+        return False
+    return not any(stage in state.stages for stage in rule.not_stage)
+
+
+def layer_included(state: NetState, layer: pb.LayerParameter) -> bool:
+    if layer.include:
+        return any(state_meets_rule(state, rule) for rule in layer.include)
+    return not any(state_meets_rule(state, rule) for rule in layer.exclude)
+
+
+def build_ir(parsed: ParsedNet, state: NetState) -> tuple[Net, list[Problem]]:
+    """Filter the layers for `state` and connect them; returns the net and its graph problems."""
+    builder = _Builder(Net(parsed, state))
+    for source_index, param in enumerate(parsed.net.layer):
+        if layer_included(state, param):
+            builder.add_layer(source_index, param)
+    builder.explain_forward_references()
+    return builder.net, builder.problems
+
+
+class _Builder:
+    def __init__(self, net: Net):
+        self.net = net
+        self.rules = registry()
+        self.current: dict[str, str] = {}  # Caffe blob name -> id of its latest version
+        self.versions: dict[str, int] = {}
+        self.problems: list[Problem] = []
+        self.unresolved: list[tuple[Layer, int, str]] = []
+
+    def add_layer(self, source_index: int, param: pb.LayerParameter) -> None:
+        net = self.net
+        layer = Layer(len(net.layers), source_index, param, self.rules.get(param.type))
+        net.layers.append(layer)
+        net.graph.add_node(layer.node, kind="layer")
+        if layer.rule is None:
+            self.report_unknown_type(layer)
+        for position, name in enumerate(param.bottom):
+            self.connect_bottom(layer, position, name)
+        for position, name in enumerate(param.top):
+            self.connect_top(layer, position, name)
+        if layer.rule is not None and layer.rule.is_input:
+            net.input_blobs.extend(layer.tops)
+
+    def report_unknown_type(self, layer: Layer) -> None:
+        if not layer.type:
+            message = "the layer has no type"
+        else:
+            message = f"unknown layer type '{layer.type}'{did_you_mean(layer.type, self.rules)}"
+        self.problems.append(self.net.problem(UnknownLayerType, message, layer, ("type",)))
+
+    def connect_bottom(self, layer: Layer, position: int, name: str) -> None:
+        blob_id = self.current.get(name)
+        if blob_id is None:
+            self.unresolved.append((layer, position, name))
+            return
+        layer.bottoms.append(blob_id)
+        self.net.blobs[blob_id].consumers.append(layer.index)
+        self.net.graph.add_edge(("blob", blob_id), layer.node, position=position)
+
+    def connect_top(self, layer: Layer, position: int, name: str) -> None:
+        net = self.net
+        if name in layer.param.top[:position]:
+            self.problems.append(net.problem(GraphError, f"top '{name}' is listed twice", layer,
+                                             ("top", position)))
+            return
+        in_place = position < len(layer.param.bottom) and layer.param.bottom[position] == name
+        if name in self.current and not in_place:
+            producer = net.blobs[self.current[name]].producer
+            first = net.layers[producer] if producer is not None else None
+            where = f"layer '{first.name}' (line {net.line_of(first)})" if first else "an input"
+            self.problems.append(net.problem(
+                GraphError, f"top '{name}' is already produced by {where}; two layers cannot "
+                "produce one blob (in-place needs the same name at the same bottom position)",
+                layer, ("top", position)))
+            return
+        version = self.versions.get(name, -1) + 1
+        self.versions[name] = version
+        blob_id = name if version == 0 else f"{name}@{version}"
+        net.blobs[blob_id] = Blob(blob_id, name, layer.index)
+        self.current[name] = blob_id
+        layer.tops.append(blob_id)
+        net.graph.add_node(("blob", blob_id), kind="blob")
+        net.graph.add_edge(layer.node, ("blob", blob_id), position=position)
+
+    def explain_forward_references(self) -> None:
+        """Report each bottom that no earlier layer produced: a typo, a cycle, or misordering."""
+        produced_later = {}
+        for layer in self.net.layers:
+            for name in layer.param.top:
+                produced_later.setdefault(name, layer)
+        for layer, position, name in self.unresolved:
+            producer = produced_later.get(name)
+            if producer is None:
+                hint = did_you_mean(name, self.current)
+                message = f"bottom '{name}' is not produced by any layer{hint}"
+            elif self.in_cycle(layer, producer):
+                message = (f"bottom '{name}' comes from layer '{producer.name}' (line "
+                           f"{self.net.line_of(producer)}), which depends on this layer: a cycle")
+            else:
+                message = (f"bottom '{name}' is produced only later, by layer '{producer.name}' "
+                           f"(line {self.net.line_of(producer)}); a layer must follow its inputs")
+            self.problems.append(self.net.problem(GraphError, message, layer, ("bottom", position)))
+
+    def in_cycle(self, layer: Layer, producer: Layer) -> bool:
+        """Does `producer` (transitively) consume what `layer` produces, ignoring order?"""
+        by_name = nx.DiGraph()
+        for node in self.net.layers:
+            for bottom in node.param.bottom:
+                by_name.add_edge(("blob", bottom), node.index)
+            for top in node.param.top:
+                if top not in node.param.bottom:
+                    by_name.add_edge(node.index, ("blob", top))
+        return by_name.has_node(layer.index) and by_name.has_node(producer.index) and \
+            nx.has_path(by_name, layer.index, producer.index)
