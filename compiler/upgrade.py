@@ -201,6 +201,7 @@ class _Upgrader:
             return
         layer = pb.LayerParameter(name="input", type="Input")
         layer.top.extend(net.input)
+        has_shape = bool(net.input_shape)
         if net.input_shape:
             if len(net.input_shape) != len(net.input):
                 self.problem(ShapeError, f"{len(net.input)} input(s) but {len(net.input_shape)} "
@@ -223,6 +224,17 @@ class _Upgrader:
         origins = {0: ("input", 0)}
         origins.update({i + 1: ("layer", i) for i in range(len(layers) - 1)})
         self.source_map.remap_layers(origins)
+        self.alias_input_shapes(layer, has_shape)
+
+    def alias_input_shapes(self, layer, has_shape: bool) -> None:
+        """Point each dim of the new Input layer at the legacy field it came from."""
+        for i, shape in enumerate(layer.input_param.shape):
+            new = ("layer", 0, "input_param", "shape", i)
+            if has_shape:
+                self.source_map.aliases[new] = ("input_shape", i)
+            else:
+                for j in range(len(shape.dim)):
+                    self.source_map.aliases[new + ("dim", j)] = ("input_dim", 4 * i + j)
 
     # ---------------------------------------------------------------- BatchNorm
     def batch_norm(self) -> None:

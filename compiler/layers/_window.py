@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from netdef.errors import ParameterError
+
 from ._base import Issue, ShapeIssue
 
 
@@ -70,7 +72,8 @@ def _conv_kernel(param, num_spatial, prefix):
             raise ShapeIssue("kernel_h/kernel_w only apply to 2-D data", prefix + ("kernel_h",))
         return param.kernel_h, param.kernel_w
     if not sizes:
-        raise ShapeIssue("kernel_size (or kernel_h and kernel_w) is required", prefix)
+        raise ShapeIssue("kernel_size (or kernel_h and kernel_w) is required", prefix,
+                         kind=ParameterError)
     if len(sizes) not in (1, num_spatial):
         raise ShapeIssue(f"kernel_size has {len(sizes)} values; give 1 or one per spatial axis "
                          f"({num_spatial})", prefix + ("kernel_size", 0))
@@ -120,7 +123,7 @@ def _scalar_pair(param, stem: str, single: str, default, prefix) -> tuple[int, i
     if param.HasField(single) or default is not None:
         value = getattr(param, single) if param.HasField(single) else default
         return value, value
-    raise ShapeIssue(f"{single} (or {stem}_h and {stem}_w) is required", prefix)
+    raise ShapeIssue(f"{single} (or {stem}_h and {stem}_w) is required", prefix, kind=ParameterError)
 
 
 def window_issues(window: Window, prefix) -> list[Issue]:

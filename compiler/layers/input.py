@@ -20,10 +20,11 @@ class Input(DataRule):
             yield Issue(f"{len(shapes)} shapes for {len(layer.top)} tops; give one for all or one "
                         "per top", _P + ("shape", 0), ShapeError)
         for index, shape in enumerate(shapes):
-            if any(dim <= 0 for dim in shape.dim):
+            bad = [axis for axis, dim in enumerate(shape.dim) if dim <= 0]
+            if bad:
                 dims = ", ".join(str(d) for d in shape.dim)
                 yield Issue(f"input dimensions must be positive, got ({dims})",
-                            _P + ("shape", index), ShapeError)
+                            _P + ("shape", index, "dim", bad[0]), ShapeError)
 
     def input_shapes(self, layer):
         shapes = [tuple(shape.dim) for shape in layer.input_param.shape]

@@ -1,0 +1,139 @@
+"""The `netdef` command line. Exit codes: 0 ok, 1 a problem in the user's files, 2 bad usage."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+
+from .errors import NetdefError, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse exits 2 on usage errors; keep that, minus the noise
+        self.print_usage(sys.stderr)
+        raise UsageError(message)
+
+
+def _input_spec(text: str) -> tuple[str, tuple[int, ...]]:
+    name, sep, dims = text.partition("=")
+    try:
+        shape = tuple(int(d) for d in dims.split(","))
+    except ValueError:
+        shape = ()
+    if not sep or not name or not shape:
+        raise argparse.ArgumentTypeError(f"expected NAME=N,C,H,W, got {text!r}")
+    return name, shape
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="netdef", description="Check, analyse and upgrade Caffe network definitions.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    check = commands.add_parser("check", help="report every problem in a net, one per line")
+    _net_arguments(check)
+    check.add_argument("--strict", action="store_true", help="unknown fields are errors")
+
+    info = commands.add_parser("info", help="shape and producer of every blob")
+    _net_arguments(info)
+    info.add_argument("--json", action="store_true", help="machine-readable output")
+
+    upgrade = commands.add_parser("upgrade", help="rewrite a V0/V1 net in the current format")
+    upgrade.add_argument("net")
+    upgrade.add_argument("-o", "--output", required=True)
+
+    commands.add_parser("layers", help="the supported layer types")
+    return parser
+
+
+def _net_arguments(sub) -> None:
+    sub.add_argument("net", help="a .prototxt (text or binary)")
+    sub.add_argument("--phase", default="TEST", type=str.upper, choices=["TRAIN", "TEST"])
+    sub.add_argument("--input", action="append", type=_input_spec, default=[], metavar="NAME=N,C,H,W",
+                     help="shape of an input blob the file does not fix (repeatable)")
+
+
+def cmd_check(args) -> int:
+    from .compiler.analysis import check_net
+
+    _, problems = check_net(args.net, phase=args.phase, inputs=dict(args.input), strict=args.strict)
+    for problem in problems:
+        print(problem.format())
+    errors = sum(not p.warning for p in problems)
+    if errors:
+        print(f"{args.net}: {errors} error(s)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_info(args) -> int:
+    from .compiler.analysis import analyze
+
+    report = analyze(args.net, phase=args.phase, inputs=dict(args.input))
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+        return 0
+    for warning in report.warnings:
+        print(warning.format(), file=sys.stderr)
+    rows = [("blob", "shape", "producer")]
+    for blob in report.blobs:
+        shape = "x".join(map(str, blob.shape)) if blob.shape is not None else "?"
+        producer = f"{blob.producer} ({blob.producer_type})" if blob.producer else "-"
+        if blob.in_place:
+            producer += " + " + ", ".join(blob.in_place)
+        rows.append((blob.name, shape, producer))
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    for row in rows:
+        print(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]}")
+    return 0
+
+
+def cmd_upgrade(args) -> int:
+    from google.protobuf import text_format
+
+    from .compiler.parse import parse_net
+
+    parsed = parse_net(args.net)
+    if parsed.binary:
+        data = parsed.net.SerializeToString()
+    else:
+        data = text_format.MessageToString(parsed.net).encode("utf-8")
+    with open(args.output, "wb") as handle:
+        handle.write(data)
+    kind = "binary" if parsed.binary else "text"
+    print(f"{args.net}: {parsed.original_format} -> current format, {len(parsed.net.layer)} layers, "
+          f"written as {kind} to {args.output}")
+    return 0
+
+
+def cmd_layers(args) -> int:
+    from .compiler.layers import registry
+
+    rules = registry()
+    width = max(len(name) for name in rules)
+    for name, rule in rules.items():
+        print(f"{name:<{width}}  {rule.family:<9}  {rule.description}")
+    return 0
+
+
+COMMANDS = {"check": cmd_check, "info": cmd_info, "upgrade": cmd_upgrade, "layers": cmd_layers}
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv or os.environ.get("NETDEF_DEBUG") == "1"
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(f"netdef: error: {exc}", file=sys.stderr)
+        return 2
+    except NetdefError as exc:
+        if debug:
+            traceback.print_exc()
+        print(str(exc), file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 0
