@@ -1,0 +1,40 @@
+# `make demo` and `make test` set everything up on a fresh machine (Python 3.10+).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_NET ?= ../shared/corpus/shelhamer+fcn.berkeleyvision.org/voc-fcn8s/deploy.prototxt
+LEGACY_NET ?= ../shared/corpus/torrvision+crfasrnn/python-scripts/TVG_CRFRNN_COCO_VOC.prototxt
+
+.PHONY: setup demo test test-fast bench proto clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# the local CPU wheel; a plain `torch` would pull GBs of CUDA packages
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[test]'
+	@command -v dot >/dev/null || (apt-get update -qq && apt-get install -y -qq graphviz >/dev/null) \
+		|| echo "note: graphviz's dot is missing (needed for drawing only)"
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(BIN)/netdef check $(DEMO_NET)
+	$(BIN)/netdef info $(DEMO_NET)
+	$(BIN)/netdef check $(LEGACY_NET)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: setup
+	$(BIN)/python bench/bench_parse.py
+
+proto: setup
+	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=netdef/proto protos/netdef.proto
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache
