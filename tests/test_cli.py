@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from .conftest import BROKEN, CORPUS
+
+FCN8S = CORPUS / "shelhamer+fcn.berkeleyvision.org/voc-fcn8s/deploy.prototxt"
+
+
+def test_info_json_contract(cli):
+    code, out, _ = cli("info", FCN8S, "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert report["inputs"] == {"data": [1, 3, 500, 500]}
+    blobs = {blob["name"]: blob for blob in report["blobs"]}
+    assert blobs["score"] == {"name": "score", "shape": [1, 21, 500, 500], "producer": "score", "rf": {}}
+    assert blobs["pool4"]["shape"] == [1, 512, 44, 44]
+    assert set(report) == {"name", "inputs", "blobs", "warnings"}
+
+
+def test_info_table_folds_in_place_layers(cli):
+    code, out, _ = cli("info", FCN8S)
+    assert code == 0
+    line = next(l for l in out.splitlines() if l.startswith("conv1_1 "))
+    assert "1x64x698x698" in line and "relu1_1" in line
+
+
+def test_usage_errors_exit_2(cli):
+    assert cli("info", FCN8S, "--input", "nonsense")[0] == 2
+    assert cli("info", FCN8S, "--input", "datum=1,3,8,8")[0] == 2
+    assert cli("frobnicate")[0] == 2
+
+
+def test_debug_shows_the_traceback(cli):
+    code, _, err = cli("--debug", "check", BROKEN / "syntax_missing_brace.prototxt")
+    assert code == 1 and "Traceback" in err
+
+
+def test_python_m_entry_point_and_all_problems_collected(tmp_path):
+    net = tmp_path / "three.prototxt"
+    net.write_text('input: "data"\ninput_shape { dim: 1 dim: 3 dim: 8 dim: 8 }\n'
+                   'layer { name: "a" type: "Convolutoin" bottom: "data" top: "a" }\n'
+                   'layer { name: "b" type: "ReLU" bottom: "dta" top: "b" }\n'
+                   'layer { name: "c" type: "Pooling" bottom: "data" top: "c" '
+                   'pooling_param { kernel_size: 2 stride: 0 } }\n')
+    result = subprocess.run([sys.executable, "-m", "netdef", "check", str(net)],
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    for line in (f"{net}:3:", f"{net}:4:", f"{net}:5:"):
+        assert line in result.stdout
+    assert "did you mean 'Convolution'" in result.stdout
+    assert "did you mean 'data'" in result.stdout
+
+
+def test_layers_lists_every_rule(cli):
+    code, out, _ = cli("layers")
+    names = {line.split()[0] for line in out.splitlines()}
+    assert {"Convolution", "Crop", "MultiStageMeanfield", "Interp", "ROIPooling", "Upsample"} <= names
+    assert len(names) >= 60
