@@ -84,19 +84,6 @@ class Net:
         return Problem(kind, message, self.path, self.line_of(layer, field_path), layer.name,
                        layer.type, warning=warning)
 
-    def outputs(self) -> list[str]:
-        """Blob ids no layer consumes, in definition order (Caffe's net outputs)."""
-        return [blob.id for blob in self.blobs.values()
-                if not blob.consumers and blob.producer is not None
-                and self.layers[blob.producer].rule is not None]
-
-    def final_version(self, name: str) -> Blob | None:
-        found = None
-        for blob in self.blobs.values():
-            if blob.name == name:
-                found = blob
-        return found
-
 
 def state_meets_rule(state: NetState, rule: pb.NetStateRule) -> bool:
     """Caffe's StateMeetsRule: every field set in the rule must hold."""

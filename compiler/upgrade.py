@@ -3,7 +3,8 @@
 The rules are Caffe's own upgrader's (upgrade_proto.cpp), applied in its
 order: V0 -> V1 (folding padding layers into the next layer), data
 transformation fields -> transform_param, V1 -> V2, legacy `input` fields ->
-an Input layer, and BatchNorm's frozen `param` specs dropped. Every step keeps
+an Input layer, then each layer type's own upgrade (BatchNorm's frozen `param`
+specs dropped). Every step keeps
 the source map pointing at the lines the layers came from.
 """
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from netdef.errors import GraphError, Problem, SchemaError, ShapeError
 from netdef.proto import netdef_pb2 as pb
 
+from .layers import registry
 from .textformat import SourceMap
 
 V1 = pb.V1LayerParameter
@@ -236,11 +238,14 @@ class _Upgrader:
                 for j in range(len(shape.dim)):
                     self.source_map.aliases[new + ("dim", j)] = ("input_dim", 4 * i + j)
 
-    # ---------------------------------------------------------------- BatchNorm
-    def batch_norm(self) -> None:
+    # ---------------------------------------------------------------- per type
+    def layer_params(self) -> None:
+        """Let each type's rule drop or move its own legacy settings (e.g. BatchNorm's)."""
+        rules = registry()
         for layer in self.net.layer:
-            if layer.type == "BatchNorm" and len(layer.param) == 3:
-                del layer.param[:]  # old nets froze its statistics with lr_mult 0
+            rule = rules.get(layer.type)
+            if rule is not None:
+                rule.upgrade(layer)
 
 
 def _v1_layer(old) -> pb.LayerParameter:
@@ -305,7 +310,7 @@ def upgrade(net: pb.NetParameter, source_map: SourceMap) -> list[Problem]:
     upgrader.data_transformation()
     upgrader.v1_to_v2()
     upgrader.inputs()
-    upgrader.batch_norm()
+    upgrader.layer_params()
     return upgrader.problems
 
 

@@ -67,6 +67,9 @@ class LayerRule:
         """Shapes of the tops given the bottoms' (Caffe's Reshape)."""
         raise NotImplementedError
 
+    def upgrade(self, layer) -> None:
+        """Rewrite this type's legacy settings in place (Caffe's per-type upgrades)."""
+
     def input_shapes(self, layer) -> list[Shape | None]:
         """For data layers: the tops' shapes as far as the parameters fix them."""
         return [None] * len(layer.top)
