@@ -9,6 +9,7 @@ from netdef.proto import netdef_pb2 as pb
 from .ir import Net, NetState, build_ir
 from .parse import parse_net
 from .shapes import infer_shapes
+from .validate import validate
 
 PHASES = {"TRAIN": pb.TRAIN, "TEST": pb.TEST}
 
@@ -31,8 +32,6 @@ def check_net(source, *, phase: str = "TEST", inputs: dict | None = None, strict
     Raises only for syntax errors and errors during upgrade (nothing after them
     can be trusted) and for usage errors.
     """
-    from .validate import validate  # noqa: PLC0415 (keeps import order readable)
-
     parsed = parse_net(source, strict=strict)
     state = net_state(parsed.net, phase, level, stages)
     net, problems = build_ir(parsed, state)

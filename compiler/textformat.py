@@ -240,6 +240,8 @@ _INT_RANGES = {
 }
 _FLOAT_TYPES = (FD.TYPE_FLOAT, FD.TYPE_DOUBLE)
 _FLOAT_WORDS = {"inf": math.inf, "infinity": math.inf, "nan": math.nan}
+_HEX = re.compile(r"[-+]?0[xX][0-9a-fA-F]+")
+_DECIMAL = re.compile(r"[-+]?\d+")
 
 
 class _Binder:
@@ -377,18 +379,16 @@ def _convert_bool(token: Token) -> bool:
 
 
 def _convert_float(token: Token) -> float:
-    if token.kind == "ident":
-        word = token.text.lower()
-        if word in _FLOAT_WORDS:
-            return _FLOAT_WORDS[word]
+    text = token.text.lower()
+    if token.kind in ("ident", "number"):
+        sign, word = (-1.0, text[1:]) if text.startswith("-") else (1.0, text.lstrip("+"))
+        if word in _FLOAT_WORDS:  # inf, -inf, nan
+            return sign * _FLOAT_WORDS[word]
     if token.kind == "number":
-        text = token.text
-        if text.lower().startswith(("-inf", "-nan")):
-            return -_FLOAT_WORDS[text[1:].lower()] if "inf" in text.lower() else math.nan
-        if text[-1] in "fF" and not text.lower().startswith(("0x", "-0x", "+0x")):
-            text = text[:-1]
+        if _HEX.fullmatch(text):
+            return float(int(text, 16))
         try:
-            return float(int(text, 16)) if "x" in text.lower() else float(text)
+            return float(text.rstrip("f"))
         except ValueError:
             pass
     raise ValueError(f"expects a number, got {token.text}")
@@ -396,8 +396,7 @@ def _convert_float(token: Token) -> float:
 
 def _convert_int(token: Token, fd) -> int:
     text = token.text
-    if token.kind != "number" or re.search(r"[.eEfF]", text.replace("0x", "").replace("0X", "")) \
-            and not re.fullmatch(r"[-+]?0[xX][0-9a-fA-F]+", text):
+    if token.kind != "number" or not (_HEX.fullmatch(text) or _DECIMAL.fullmatch(text)):
         raise ValueError(f"expects an integer, got {text}")
     if len(text) > 40:
         raise ValueError(f"integer {text[:20]}... is out of range")

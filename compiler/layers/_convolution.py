@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ._base import Issue, LayerRule, ShapeIssue, canonical_axis, zero_fields
-from ._window import Window, conv_window
+from ._window import Window, conv_window, too_small
 
 _P = ("convolution_param",)
 
@@ -55,7 +55,11 @@ class ConvolutionLike(LayerRule):
         return param.num_output
 
     def spatial_out(self, axis: int, size: int, window: Window) -> int:
-        raise NotImplementedError
+        """Sliding windows (Convolution, Im2col); Deconvolution overrides it."""
+        extent, pad = window.extent(axis), window.pad[axis]
+        if size + 2 * pad < extent:
+            raise too_small(axis_label(axis), size, pad, extent, _P + ("kernel_size",))
+        return (size + 2 * pad - extent) // window.stride[axis] + 1
 
 
 def axis_label(axis: int, num_spatial: int = 2) -> str:

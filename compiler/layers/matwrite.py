@@ -1,16 +1,11 @@
 from __future__ import annotations
 
-from ._base import LayerRule, register
+from ._base import register
+from ._sink import SinkRule
 
 
 @register
-class MatWrite(LayerRule):
+class MatWrite(SinkRule):
     type_name = "MatWrite"
     description = "dialect (DeepLab): writes its bottom to .mat files; a sink"
-    family = "sink"
-    bottoms = (1, None)
-    tops = (0, 0)
     params = ("mat_write_param",)
-
-    def top_shapes(self, layer, bottoms):
-        return []

@@ -1,0 +1,13 @@
+"""Layers that consume blobs and produce none."""
+from __future__ import annotations
+
+from ._base import LayerRule
+
+
+class SinkRule(LayerRule):
+    family = "sink"
+    bottoms = (1, None)
+    tops = (0, 0)
+
+    def top_shapes(self, layer, bottoms):
+        return []
