@@ -8,6 +8,7 @@ from netdef.proto import netdef_pb2 as pb
 
 from .ir import Net, NetState, build_ir
 from .parse import parse_net
+from .receptive import infer_fields, rf_json
 from .shapes import infer_shapes
 from .validate import validate
 
@@ -26,7 +27,8 @@ def net_state(parsed_net: pb.NetParameter, phase: str, level: int | None,
 
 
 def check_net(source, *, phase: str = "TEST", inputs: dict | None = None, strict: bool = False,
-              level: int | None = None, stages=None) -> tuple[Net | None, list[Problem]]:
+              level: int | None = None, stages=None,
+              solve_crops: bool = True) -> tuple[Net | None, list[Problem]]:
     """Run every check; returns the net (None if it could not be parsed) and all problems.
 
     Raises only for syntax errors and errors during upgrade (nothing after them
@@ -38,6 +40,7 @@ def check_net(source, *, phase: str = "TEST", inputs: dict | None = None, strict
     problems = list(parsed.warnings) + problems
     problems += validate(net)
     problems += infer_shapes(net, normalise_inputs(inputs))
+    problems += infer_fields(net, solve_crops)
     problems.sort(key=lambda p: (p.line or 0))
     return net, problems
 
@@ -60,7 +63,7 @@ class BlobReport:
     producer: str | None
     producer_type: str | None
     in_place: list[str] = field(default_factory=list)  # layers that rewrite it in place
-    rf: dict = field(default_factory=dict)  # filled by the receptive-field pass
+    rf: dict = field(default_factory=dict)  # input name -> size/stride/offset per axis
 
     def to_json(self) -> dict:
         return {"name": self.name, "shape": list(self.shape) if self.shape is not None else None,
@@ -88,10 +91,10 @@ class Report:
 
 
 def analyze(source, *, phase: str = "TEST", inputs: dict | None = None, strict: bool = False,
-            level: int | None = None, stages=None) -> Report:
-    """Shapes (and, later, receptive fields) of every blob; raises if the net has errors."""
+            level: int | None = None, stages=None, solve_crops: bool = True) -> Report:
+    """Shapes and receptive fields of every blob; raises if the net has errors."""
     net, problems = check_net(source, phase=phase, inputs=inputs, strict=strict, level=level,
-                              stages=stages)
+                              stages=stages, solve_crops=solve_crops)
     raise_if_errors(problems)
     return build_report(net, [p for p in problems if p.warning])
 
@@ -104,8 +107,9 @@ def build_report(net: Net, warnings: list[Problem]) -> Report:
             entry = blobs[blob.name]
             entry.in_place.append(producer.name)
             entry.shape = blob.shape if blob.shape is not None else entry.shape
+            entry.rf = rf_json(blob.coords)
             continue
         blobs[blob.name] = BlobReport(blob.name, blob.shape, producer.name if producer else None,
-                                      producer.type if producer else None)
+                                      producer.type if producer else None, rf=rf_json(blob.coords))
     inputs = {net.blobs[blob_id].name: net.blobs[blob_id].shape for blob_id in net.input_blobs}
     return Report(net.parsed.net.name, net.path, inputs, list(blobs.values()), warnings)

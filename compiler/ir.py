@@ -25,6 +25,7 @@ class Layer:
     rule: LayerRule | None
     bottoms: list[str] = field(default_factory=list)  # blob ids
     tops: list[str] = field(default_factory=list)
+    solution: dict = field(default_factory=dict)  # values a pass derived (solved crop offsets)
 
     @property
     def name(self) -> str:
@@ -46,6 +47,7 @@ class Blob:
     producer: int | None  # layer index
     shape: tuple | None = None
     consumers: list[int] = field(default_factory=list)
+    coords: object = None  # coordinate maps per image input (receptive.py); None: not computed
 
     @property
     def node(self) -> tuple:

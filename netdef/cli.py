@@ -77,17 +77,34 @@ def cmd_info(args) -> int:
         return 0
     for warning in report.warnings:
         print(warning.format(), file=sys.stderr)
-    rows = [("blob", "shape", "producer")]
+    multiple_inputs = len(report.inputs) > 1
+    rows = [("blob", "shape", "rf", "stride", "offset", "producer")]
     for blob in report.blobs:
         shape = "x".join(map(str, blob.shape)) if blob.shape is not None else "?"
         producer = f"{blob.producer} ({blob.producer_type})" if blob.producer else "-"
         if blob.in_place:
             producer += " + " + ", ".join(blob.in_place)
-        rows.append((blob.name, shape, producer))
-    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+        size, stride, offset = _rf_columns(blob.rf, multiple_inputs)
+        rows.append((blob.name, shape, size, stride, offset, producer))
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
     for row in rows:
-        print(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]}")
+        print("  ".join(f"{cell:<{width}}" for cell, width in zip(row, widths)) + "  " + row[5])
     return 0
+
+
+def _rf_columns(rf: dict, name_inputs: bool) -> tuple[str, str, str]:
+    """size, stride and offset cells: one value when h == w, else h x w; '-' without a field."""
+    if not rf:
+        return "-", "-", "-"
+    columns = []
+    for key in ("size", "stride", "offset"):
+        cells = []
+        for name, entry in rf.items():
+            values = entry[key]
+            cell = str(values[0]) if len(set(values)) == 1 else "x".join(map(str, values))
+            cells.append(f"{name}:{cell}" if name_inputs else cell)
+        columns.append(" ".join(cells))
+    return tuple(columns)
 
 
 def cmd_upgrade(args) -> int:

@@ -15,7 +15,12 @@ def test_info_json_contract(cli):
     report = json.loads(out)
     assert report["inputs"] == {"data": [1, 3, 500, 500]}
     blobs = {blob["name"]: blob for blob in report["blobs"]}
-    assert blobs["score"] == {"name": "score", "shape": [1, 21, 500, 500], "producer": "score", "rf": {}}
+    assert set(blobs["score"]) == {"name", "shape", "producer", "rf"}
+    assert blobs["score"]["shape"] == [1, 21, 500, 500] and blobs["score"]["producer"] == "score"
+    # reference-nets §C2: pool4 sits at stride 16, offset -91.5; fc6's 7x7 window gives 404
+    assert blobs["pool4"]["rf"]["data"]["stride"] == [16, 16]
+    assert blobs["pool4"]["rf"]["data"]["offset"] == [-91.5, -91.5]
+    assert blobs["fc6"]["rf"]["data"]["size"] == [404, 404]
     assert blobs["pool4"]["shape"] == [1, 512, 44, 44]
     assert set(report) == {"name", "inputs", "blobs", "warnings"}
 

@@ -48,7 +48,8 @@ class LayerRule:
 
     Subclasses set the class attributes and override what differs:
     `check_params` for static parameter checks and `top_shapes` for the shape
-    rule (called only when every bottom shape is known).
+    rule (called only when every bottom shape is known), `spatial_map` for
+    the coordinate map and receptive field.
     """
 
     type_name: str = ""
@@ -66,6 +67,15 @@ class LayerRule:
     def top_shapes(self, layer, bottoms: list[Shape]) -> list[Shape | None]:
         """Shapes of the tops given the bottoms' (Caffe's Reshape)."""
         raise NotImplementedError
+
+    def spatial_map(self, layer, ctx) -> list:
+        """Each top's field (see _spatial): by default the receptive field ends,
+        since a layer not known to keep positions may mix all of them."""
+        return [ctx.ended()] * len(layer.top)
+
+    def write_solution(self, layer, solution: dict) -> bool:
+        """Write values the passes derived (ctx.solution) into the layer; True if it changed."""
+        return False
 
     def upgrade(self, layer) -> None:
         """Rewrite this type's legacy settings in place (Caffe's per-type upgrades)."""

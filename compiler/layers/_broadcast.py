@@ -27,3 +27,6 @@ class BroadcastRule(LayerRule):
                 raise ShapeIssue(f"num_axes {param.num_axes} runs past bottom 0 ({fmt(data)})",
                                  (name, "num_axes"))
         return [data]
+
+    def spatial_map(self, layer, ctx):
+        return [ctx.merged()]

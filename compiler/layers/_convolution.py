@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ._base import Issue, LayerRule, ShapeIssue, canonical_axis, zero_fields
+from ._spatial import AxisMap, map_axes
 from ._window import Window, conv_window, too_small
 
 _P = ("convolution_param",)
@@ -53,6 +54,21 @@ class ConvolutionLike(LayerRule):
 
     def out_channels(self, param, channels: int, window: Window) -> int:
         return param.num_output
+
+    def spatial_map(self, layer, ctx):
+        param = layer.convolution_param
+        if param.axis != 1:  # channels elsewhere: the spatial axes are not the image's
+            return [ctx.ended()] * len(layer.top)
+
+        def through(maps):
+            window = conv_window(param, len(maps))
+            return tuple(self.axis_map(m, window, axis) for axis, m in enumerate(maps))
+        return [map_axes(bottom.field, through) for bottom in ctx.bottoms]
+
+    def axis_map(self, axis_map: AxisMap, window: Window, axis: int) -> AxisMap:
+        """Sliding windows; Deconvolution overrides it."""
+        return axis_map.window(window.kernel[axis], window.stride[axis], window.pad[axis],
+                               window.dilation[axis])
 
     def spatial_out(self, axis: int, size: int, window: Window) -> int:
         """Sliding windows (Convolution, Im2col); Deconvolution overrides it."""

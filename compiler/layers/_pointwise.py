@@ -9,3 +9,6 @@ class PointwiseRule(LayerRule):
 
     def top_shapes(self, layer, bottoms):
         return [bottoms[0]]
+
+    def spatial_map(self, layer, ctx):
+        return ctx.passthrough(len(layer.top))

@@ -28,3 +28,9 @@ class ArgMax(LayerRule):
             raise ShapeIssue(f"top_k {param.top_k} exceeds the {count(shape, 1)} entries per item",
                              _P + ("top_k",))
         return [(shape[0], 2 if param.out_max_val else 1, param.top_k)]
+
+    def spatial_map(self, layer, ctx):
+        param = layer.argmax_param
+        if param.HasField("axis") and ctx.keeps_positions(param.axis):
+            return ctx.passthrough(1)
+        return [ctx.ended()]  # without an axis ArgMax reduces over everything but the batch

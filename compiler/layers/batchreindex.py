@@ -16,3 +16,6 @@ class BatchReindex(LayerRule):
             raise ShapeIssue(f"bottom 1 must be a 1-axis list of indices, got {fmt(indices)}",
                              ("bottom", 1))
         return [indices + data[1:]]
+
+    def spatial_map(self, layer, ctx):
+        return ctx.passthrough(1)  # it gathers whole items

@@ -28,3 +28,9 @@ class Concat(LayerRule):
                                  ("bottom", index))
             total += shape[axis]
         return [first[:axis] + (total,) + first[axis + 1:]]
+
+    def spatial_map(self, layer, ctx):
+        param = layer.concat_param
+        axis = param.axis if param.HasField("axis") or not param.HasField("concat_dim") \
+            else param.concat_dim
+        return [ctx.merged() if ctx.keeps_positions(axis) else ctx.ended()]

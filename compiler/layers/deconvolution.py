@@ -9,6 +9,10 @@ class Deconvolution(ConvolutionLike):
     type_name = "Deconvolution"
     description = "transposed convolution (learned or bilinear upsampling); weights C_in x C_out/g"
 
+    def axis_map(self, axis_map, window, axis):
+        return axis_map.transposed_window(window.kernel[axis], window.stride[axis],
+                                          window.pad[axis], window.dilation[axis])
+
     def spatial_out(self, axis, size, window):
         out = window.stride[axis] * (size - 1) + window.extent(axis) - 2 * window.pad[axis]
         if out <= 0:

@@ -26,3 +26,6 @@ class Eltwise(LayerRule):
     def top_shapes(self, layer, bottoms):
         require_same_shapes(bottoms)
         return [bottoms[0]]
+
+    def spatial_map(self, layer, ctx):
+        return [ctx.merged()]

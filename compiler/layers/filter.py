@@ -18,3 +18,6 @@ class Filter(LayerRule):
         if count(selector) != selector[0]:
             raise ShapeIssue("the selector (last bottom) must hold one value per item")
         return [None] * len(data)  # the kept count is only known at run time
+
+    def spatial_map(self, layer, ctx):
+        return [ctx.merged(ctx.bottoms[:-1])] * len(layer.top)  # it selects whole items

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from fractions import Fraction
+
 from ._base import Issue, LayerRule, ShapeIssue, fmt, register
+from ._spatial import map_axes
 
 _P = ("interp_param",)
 
@@ -45,3 +48,23 @@ class Interp(LayerRule):
         if min(out) < 1:
             raise ShapeIssue(f"output would be empty ({fmt(out)})", _P)
         return [data[:2] + tuple(out)]
+
+    def spatial_map(self, layer, ctx):
+        """Bilinear with aligned corners: output o reads input -pad_beg + o*(in'-1)/(out-1),
+        in' being the input after pad_beg/pad_end (DeepLab's interp)."""
+        data, top = ctx.bottoms[0].shape, ctx.top_shapes[0]
+        if data is None or top is None:
+            return [ctx.ended()]
+        param = layer.interp_param
+        begin = -param.pad_beg
+
+        def through(maps):
+            if len(maps) != 2:
+                return None
+            result = []
+            for m, size, out in zip(maps, data[2:], top[2:]):
+                used = size + param.pad_beg + param.pad_end
+                ratio = Fraction(used - 1, out - 1) if out > 1 else Fraction(0)
+                result.append(m.resampled(ratio, Fraction(begin)))
+            return tuple(result)
+        return [map_axes(ctx.bottoms[0].field, through)]

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from netdef.proto import netdef_pb2 as pb
+
 from ._base import Issue, ShapeIssue, fmt, register
 from ._pointwise import PointwiseRule
+from ._spatial import map_axes
 
 _P = ("lrn_param",)
 
@@ -22,3 +25,13 @@ class LRN(PointwiseRule):
         if len(bottoms[0]) != 4:
             raise ShapeIssue(f"LRN takes N x C x H x W blobs, got {fmt(bottoms[0])}")
         return [bottoms[0]]
+
+    def spatial_map(self, layer, ctx):
+        param = layer.lrn_param
+        if param.norm_region == pb.LRNParameter.ACROSS_CHANNELS:
+            return ctx.passthrough(1)
+        size = param.local_size  # WITHIN_CHANNEL: a local_size window, centred by padding
+
+        def through(maps):
+            return tuple(m.window(size, 1, (size - 1) // 2) for m in maps)
+        return [map_axes(ctx.bottoms[0].field, through)]

@@ -35,3 +35,7 @@ class MultiStageMeanfield(LayerRule):
             raise ShapeIssue(f"the image (bottom 2, {fmt(image)}) must be N x 3 x H x W with the "
                              f"unary's N, H, W ({fmt(unary)})", ("bottom", 2))
         return [unary]
+
+    def spatial_map(self, layer, ctx):
+        ctx.merged()  # unaries, logits and image must sit on the same pixels
+        return [ctx.ended()]  # the CRF is fully connected: every pixel reads every other

@@ -10,3 +10,6 @@ class MVN(PointwiseRule):
     description = "mean (and variance) normalisation per sample, per channel or across channels"
     family = "norm"
     params = ("mvn_param",)
+
+    def spatial_map(self, layer, ctx):
+        return [ctx.ended()]  # the mean and variance are taken over every position

@@ -3,6 +3,7 @@ from __future__ import annotations
 from netdef.proto import netdef_pb2 as pb
 
 from ._base import Issue, LayerRule, ShapeIssue, fmt, register, zero_fields
+from ._spatial import map_axes
 from ._window import pool_window
 
 _P = ("pooling_param",)
@@ -43,6 +44,20 @@ class Pooling(LayerRule):
                                                    window.pad, ("height", "width")))
         top = shape[:2] + out
         return [top] * len(layer.top)
+
+    def spatial_map(self, layer, ctx):
+        param = layer.pooling_param
+        field = ctx.bottoms[0].field
+        if param.global_pooling:
+            return [ctx.ended()] * len(layer.top)
+
+        def through(maps):
+            if len(maps) != 2:
+                return None
+            window = pool_window(param, (1, 1))
+            return tuple(m.window(window.kernel[axis], window.stride[axis], window.pad[axis])
+                         for axis, m in enumerate(maps))
+        return [map_axes(field, through)] * len(layer.top)
 
 
 def pooled_size(size: int, kernel: int, stride: int, pad: int, ceil: bool, name: str) -> int:

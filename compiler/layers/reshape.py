@@ -45,3 +45,11 @@ class Reshape(LayerRule):
             raise ShapeIssue(f"new shape {fmt(top)} has {count(top)} elements, bottom "
                              f"{fmt(shape)} has {count(shape)}", _P + ("shape",))
         return [tuple(top)]
+
+    def spatial_map(self, layer, ctx):
+        """Positions survive when the spatial axes come out as they went in."""
+        bottom, top = ctx.bottoms[0].shape, ctx.top_shapes[0]
+        if bottom is not None and top is not None and len(bottom) == len(top) > 2 \
+                and bottom[2:] == top[2:]:
+            return ctx.passthrough(1)
+        return [ctx.ended()]

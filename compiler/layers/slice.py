@@ -39,3 +39,11 @@ class Slice(LayerRule):
                              _P + ("slice_point", len(points) - 1))
         bounds = [0] + points + [size]
         return [shape[:axis] + (b - a,) + shape[axis + 1:] for a, b in zip(bounds, bounds[1:])]
+
+    def spatial_map(self, layer, ctx):
+        param = layer.slice_param
+        axis = param.axis if param.HasField("axis") or not param.HasField("slice_dim") \
+            else param.slice_dim
+        if ctx.keeps_positions(axis):
+            return ctx.passthrough(len(layer.top))
+        return [ctx.ended()] * len(layer.top)

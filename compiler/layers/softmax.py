@@ -14,3 +14,8 @@ class Softmax(PointwiseRule):
     def top_shapes(self, layer, bottoms):
         canonical_axis(layer.softmax_param.axis, len(bottoms[0]), ("softmax_param", "axis"))
         return [bottoms[0]]
+
+    def spatial_map(self, layer, ctx):
+        if ctx.keeps_positions(layer.softmax_param.axis):
+            return ctx.passthrough(1)
+        return [ctx.ended()]

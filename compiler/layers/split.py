@@ -12,3 +12,6 @@ class Split(LayerRule):
 
     def top_shapes(self, layer, bottoms):
         return [bottoms[0]] * len(layer.top)
+
+    def spatial_map(self, layer, ctx):
+        return ctx.passthrough(len(layer.top))

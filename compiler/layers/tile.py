@@ -22,3 +22,8 @@ class Tile(LayerRule):
         shape = bottoms[0]
         axis = canonical_axis(layer.tile_param.axis, len(shape), _P + ("axis",))
         return [shape[:axis] + (shape[axis] * layer.tile_param.tiles,) + shape[axis + 1:]]
+
+    def spatial_map(self, layer, ctx):
+        if ctx.keeps_positions(layer.tile_param.axis):
+            return ctx.passthrough(1)
+        return [ctx.ended()]

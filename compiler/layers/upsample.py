@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from ._base import LayerRule, ShapeIssue, fmt, register
+from ._spatial import map_axes
 
 _P = ("upsample_param",)
 
@@ -24,3 +25,15 @@ class Upsample(LayerRule):
         if height < data[2] or width < data[3]:
             raise ShapeIssue(f"output {height}x{width} is smaller than the input", _P)
         return [data[:2] + (height, width)]
+
+    def spatial_map(self, layer, ctx):
+        """Max unpooling puts unit i in output block [i*scale, (i+1)*scale): the geometry
+        of a deconvolution with kernel = stride = scale."""
+        param = layer.upsample_param
+        scales = (param.scale_h or param.scale, param.scale_w or param.scale)
+
+        def through(maps):
+            if len(maps) != 2:
+                return None
+            return tuple(m.transposed_window(scale, scale, 0) for m, scale in zip(maps, scales))
+        return [map_axes(ctx.bottoms[0].field, through)]
