@@ -45,6 +45,27 @@ def check_net(source, *, phase: str = "TEST", inputs: dict | None = None, strict
     return net, problems
 
 
+def solve_crops(source, inputs: dict | None = None) -> tuple:
+    """The upgraded net with every derivable solution (crop offsets) written in, in both
+    phases; returns (ParsedNet, one line per changed layer)."""
+    solutions = {}
+    for phase in PHASES:
+        net, problems = check_net(source, phase=phase, inputs=inputs)
+        raise_if_errors(problems)
+        for layer in net.layers:
+            if layer.solution:
+                solutions.setdefault(layer.source_index, (layer, net))
+    parsed = parse_net(source)
+    changes = []
+    for index, (layer, net) in sorted(solutions.items()):
+        param = parsed.net.layer[index]
+        if layer.rule.write_solution(param, layer.solution):
+            values = ", ".join(f"{key} {value}" for key, value in layer.solution.items())
+            changes.append(f"{net.path}:{net.line_of(layer)}: layer '{layer.name}' ({layer.type}): "
+                           f"wrote {values}")
+    return parsed, changes
+
+
 def normalise_inputs(inputs: dict | None) -> dict[str, tuple]:
     result = {}
     for name, shape in (inputs or {}).items():

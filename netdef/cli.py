@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade = commands.add_parser("upgrade", help="rewrite a V0/V1 net in the current format")
     upgrade.add_argument("net")
     upgrade.add_argument("-o", "--output", required=True)
+    upgrade.add_argument("--solve-crops", action="store_true",
+                         help="write the offsets solved from the coordinate maps into every Crop "
+                              "that lacks crop_param or disagrees with them")
 
     commands.add_parser("layers", help="the supported layer types")
     return parser
@@ -110,9 +113,15 @@ def _rf_columns(rf: dict, name_inputs: bool) -> tuple[str, str, str]:
 def cmd_upgrade(args) -> int:
     from google.protobuf import text_format
 
+    from .compiler.analysis import solve_crops
     from .compiler.parse import parse_net
 
-    parsed = parse_net(args.net)
+    if args.solve_crops:
+        parsed, changes = solve_crops(args.net)
+        for change in changes:
+            print(change)
+    else:
+        parsed = parse_net(args.net)
     if parsed.binary:
         data = parsed.net.SerializeToString()
     else:

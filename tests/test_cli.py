@@ -65,3 +65,29 @@ def test_layers_lists_every_rule(cli):
     names = {line.split()[0] for line in out.splitlines()}
     assert {"Convolution", "Crop", "MultiStageMeanfield", "Interp", "ROIPooling", "Upsample"} <= names
     assert len(names) >= 60
+
+
+def test_info_table_shows_rf_stride_offset(cli):
+    code, out, _ = cli("info", FCN8S)
+    header, *rows = out.splitlines()
+    assert header.split()[:5] == ["blob", "shape", "rf", "stride", "offset"]
+    pool4 = next(row.split() for row in rows if row.startswith("pool4 "))
+    assert pool4[1:5] == ["1x512x44x44", "100", "16", "-91.5"]
+    fc8 = next(row.split() for row in rows if row.startswith("fc7 "))
+    assert fc8[2:5] == ["404", "32", "12.5"]
+
+
+def test_upgrade_solve_crops_writes_offsets(cli, tmp_path):
+    from google.protobuf import text_format
+
+    from netdef.proto import netdef_pb2 as pb
+
+    source = CORPUS / "torrvision+crfasrnn/python-scripts/TVG_CRFRNN_new_deploy.prototxt"
+    target = tmp_path / "solved.prototxt"
+    code, out, _ = cli("upgrade", "--solve-crops", source, "-o", target)
+    assert code == 0 and out.count("wrote offset") == 3
+    net = text_format.Parse(target.read_text(), pb.NetParameter())
+    crops = [layer.crop_param for layer in net.layer if layer.type == "Crop"]
+    assert [list(c.offset) for c in crops] == [[5], [9], [31]] and all(c.axis == 2 for c in crops)
+    code, out, _ = cli("check", target)
+    assert code == 0 and out == ""  # nothing left to solve or to warn about
