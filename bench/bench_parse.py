@@ -18,48 +18,10 @@ from google.protobuf import text_format
 from netdef.compiler.analysis import check_net
 from netdef.proto import netdef_pb2 as pb
 
+from nets import inception_net  # noqa: E402  (bench/ is on sys.path when run as a script)
+
 ROOT = Path(__file__).resolve().parent.parent
 FCN8S = ROOT.parent / "shared/corpus/shelhamer+fcn.berkeleyvision.org/voc-fcn8s/deploy.prototxt"
-
-
-def inception_net(blocks: int = 9) -> str:
-    """A GoogLeNet-sized net (stem + `blocks` inception modules + classifier), ~150 layers."""
-    out = ['name: "inception"', 'layer { name: "data" type: "Input" top: "data" '
-           'input_param { shape { dim: 10 dim: 3 dim: 224 dim: 224 } } }']
-
-    def conv(name, bottom, num, kernel, stride=1, pad=0):
-        out.append(f'layer {{ name: "{name}" type: "Convolution" bottom: "{bottom}" top: "{name}" '
-                   f'param {{ lr_mult: 1 decay_mult: 1 }} param {{ lr_mult: 2 decay_mult: 0 }} '
-                   f'convolution_param {{ num_output: {num} kernel_size: {kernel} stride: {stride} '
-                   f'pad: {pad} weight_filler {{ type: "xavier" }} bias_filler {{ type: "constant" '
-                   f'value: 0.2 }} }} }}')
-        out.append(f'layer {{ name: "{name}_relu" type: "ReLU" bottom: "{name}" top: "{name}" }}')
-        return name
-
-    def pool(name, bottom, kernel, stride, pad=0, method="MAX"):
-        out.append(f'layer {{ name: "{name}" type: "Pooling" bottom: "{bottom}" top: "{name}" '
-                   f'pooling_param {{ pool: {method} kernel_size: {kernel} stride: {stride} pad: {pad} }} }}')
-        return name
-
-    x = pool("pool1", conv("conv1", "data", 64, 7, 2, 3), 3, 2)
-    x = pool("pool2", conv("conv2", conv("conv2r", x, 64, 1), 192, 3, 1, 1), 3, 2)
-    for b in range(blocks):
-        branches = [conv(f"i{b}_1x1", x, 64, 1),
-                    conv(f"i{b}_3x3", conv(f"i{b}_3x3r", x, 96, 1), 128, 3, 1, 1),
-                    conv(f"i{b}_5x5", conv(f"i{b}_5x5r", x, 16, 1), 32, 5, 1, 2),
-                    conv(f"i{b}_pp", pool(f"i{b}_pool", x, 3, 1, 1), 32, 1)]
-        out.append(f'layer {{ name: "i{b}_out" type: "Concat" '
-                   + " ".join(f'bottom: "{br}"' for br in branches) + f' top: "i{b}_out" }}')
-        x = f"i{b}_out"
-        if b in (1, 6):
-            x = pool(f"pool_{b}", x, 3, 2)
-    x = pool("gpool", x, 7, 1, method="AVE")
-    out.append(f'layer {{ name: "drop" type: "Dropout" bottom: "{x}" top: "{x}" '
-               'dropout_param { dropout_ratio: 0.4 } }')
-    out.append(f'layer {{ name: "fc" type: "InnerProduct" bottom: "{x}" top: "fc" '
-               'inner_product_param { num_output: 1000 } }')
-    out.append('layer { name: "prob" type: "Softmax" bottom: "fc" top: "prob" }')
-    return "\n".join(out) + "\n"
 
 
 def best_ms(fn, repeat: int = 30) -> float:

@@ -40,6 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     _net_arguments(info)
     info.add_argument("--json", action="store_true", help="machine-readable output")
 
+    draw = commands.add_parser("draw", help="render the DAG with graphviz (svg, png, pdf or dot)")
+    _net_arguments(draw)
+    draw.add_argument("-o", "--output", required=True, help="FILE.svg, .png, .pdf or .dot")
+    draw.add_argument("--rankdir", default="TB", type=str.upper, choices=["TB", "LR", "BT", "RL"])
+
     upgrade = commands.add_parser("upgrade", help="rewrite a V0/V1 net in the current format")
     upgrade.add_argument("net")
     upgrade.add_argument("-o", "--output", required=True)
@@ -80,10 +85,10 @@ def cmd_info(args) -> int:
         return 0
     for warning in report.warnings:
         print(warning.format(), file=sys.stderr)
-    multiple_inputs = len(report.inputs) > 1
+    multiple_inputs = any(len(blob.rf) > 1 for blob in report.blobs)
     rows = [("blob", "shape", "rf", "stride", "offset", "producer")]
     for blob in report.blobs:
-        shape = "x".join(map(str, blob.shape)) if blob.shape is not None else "?"
+        shape = "?" if blob.shape is None else "x".join(map(str, blob.shape)) or "scalar"
         producer = f"{blob.producer} ({blob.producer_type})" if blob.producer else "-"
         if blob.in_place:
             producer += " + " + ", ".join(blob.in_place)
@@ -108,6 +113,22 @@ def _rf_columns(rf: dict, name_inputs: bool) -> tuple[str, str, str]:
             cells.append(f"{name}:{cell}" if name_inputs else cell)
         columns.append(" ".join(cells))
     return tuple(columns)
+
+
+def cmd_draw(args) -> int:
+    from .compiler.analysis import check_net
+    from .compiler.draw import FORMATS, render, to_dot
+    from .errors import raise_if_errors
+
+    fmt = os.path.splitext(args.output)[1].lstrip(".").lower()
+    if fmt not in FORMATS:
+        raise UsageError(f"cannot tell the format of {args.output!r}: use one of "
+                         + ", ".join(f".{f}" for f in FORMATS))
+    net, problems = check_net(args.net, phase=args.phase, inputs=dict(args.input))
+    raise_if_errors(problems)
+    render(to_dot(net, args.rankdir), args.output, fmt)
+    print(f"{args.net}: {len(net.layers)} layers drawn to {args.output}")
+    return 0
 
 
 def cmd_upgrade(args) -> int:
@@ -144,7 +165,7 @@ def cmd_layers(args) -> int:
     return 0
 
 
-COMMANDS = {"check": cmd_check, "info": cmd_info, "upgrade": cmd_upgrade, "layers": cmd_layers}
+COMMANDS = {"check": cmd_check, "info": cmd_info, "draw": cmd_draw, "upgrade": cmd_upgrade, "layers": cmd_layers}
 
 
 def main(argv=None) -> int:

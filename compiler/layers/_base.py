@@ -73,6 +73,10 @@ class LayerRule:
         since a layer not known to keep positions may mix all of them."""
         return [ctx.ended()] * len(layer.top)
 
+    def summary(self, layer) -> str:
+        """The key parameters in a few characters, for drawings (e.g. '3x3 /2 pad 1, 64')."""
+        return ""
+
     def write_solution(self, layer, solution: dict) -> bool:
         """Write values the passes derived (ctx.solution) into the layer; True if it changed."""
         return False

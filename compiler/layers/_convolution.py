@@ -4,6 +4,7 @@ from __future__ import annotations
 from ._base import Issue, LayerRule, ShapeIssue, canonical_axis, zero_fields
 from ._spatial import AxisMap, map_axes
 from ._window import Window, conv_window, too_small
+from ._window import window_text
 
 _P = ("convolution_param",)
 
@@ -76,6 +77,17 @@ class ConvolutionLike(LayerRule):
         if size + 2 * pad < extent:
             raise too_small(axis_label(axis), size, pad, extent, _P + ("kernel_size",))
         return (size + 2 * pad - extent) // window.stride[axis] + 1
+
+    def summary(self, layer):
+        param = layer.convolution_param
+        try:
+            window = conv_window(param, 2)
+        except ShapeIssue:
+            return ""
+        text = window_text(window)
+        extras = [f"group {param.group}"] if param.group > 1 else []
+        return ", ".join([text, *extras, str(param.num_output)] if self.needs_num_output
+                         else [text, *extras])
 
 
 def axis_label(axis: int, num_spatial: int = 2) -> str:

@@ -145,3 +145,17 @@ def fmt_values(values) -> str:
 def too_small(axis_name: str, size: int, pad: int, extent: int, field) -> ShapeIssue:
     return ShapeIssue(f"kernel extent {extent} is larger than the padded input along {axis_name} "
                       f"({size} + 2*{pad} = {size + 2 * pad})", field)
+
+
+def window_text(window: Window) -> str:
+    """'3x3 /2 pad 1 dil 2', leaving out defaults and repeating nothing that is square."""
+    def square(values):
+        return str(values[0]) if len(set(values)) == 1 else "x".join(map(str, values))
+    text = "x".join(map(str, window.kernel))
+    if any(s != 1 for s in window.stride):
+        text += f" /{square(window.stride)}"
+    if any(window.pad):
+        text += f" pad {square(window.pad)}"
+    if any(d != 1 for d in window.dilation):
+        text += f" dil {square(window.dilation)}"
+    return text

@@ -34,3 +34,9 @@ class Concat(LayerRule):
         axis = param.axis if param.HasField("axis") or not param.HasField("concat_dim") \
             else param.concat_dim
         return [ctx.merged() if ctx.keeps_positions(axis) else ctx.ended()]
+
+    def summary(self, layer):
+        param = layer.concat_param
+        axis = param.axis if param.HasField("axis") or not param.HasField("concat_dim") \
+            else param.concat_dim
+        return "" if axis == 1 else f"axis {axis}"

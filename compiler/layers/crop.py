@@ -93,6 +93,12 @@ class Crop(LayerRule):
         param.axis = param.axis  # marks crop_param present even when offsets are all default
         return changed
 
+    def summary(self, layer):
+        param = layer.crop_param
+        if not layer.HasField("crop_param"):
+            return ""
+        return f"axis {param.axis}, offset {list_text(param.offset) or 0}"
+
 
 def written_offsets(param, cropped: int) -> list[int]:
     """One offset per cropped axis: as written, one value for all, or zeros."""

@@ -15,3 +15,6 @@ class Dropout(PointwiseRule):
         if not 0.0 <= ratio < 1.0:
             yield Issue(f"dropout_ratio must lie in [0, 1), got {ratio:g}",
                         ("dropout_param", "dropout_ratio"))
+
+    def summary(self, layer):
+        return f"{layer.dropout_param.dropout_ratio:g}"

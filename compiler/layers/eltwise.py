@@ -29,3 +29,8 @@ class Eltwise(LayerRule):
 
     def spatial_map(self, layer, ctx):
         return [ctx.merged()]
+
+    def summary(self, layer):
+        param = layer.eltwise_param
+        name = pb.EltwiseParameter.EltwiseOp.Name(param.operation)
+        return name + (" " + ", ".join(f"{c:g}" for c in param.coeff) if param.coeff else "")

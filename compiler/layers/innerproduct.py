@@ -23,3 +23,6 @@ class InnerProduct(LayerRule):
         param = layer.inner_product_param
         axis = canonical_axis(param.axis, len(bottoms[0]), _P + ("axis",))
         return [bottoms[0][:axis] + (param.num_output,)]
+
+    def summary(self, layer):
+        return str(layer.inner_product_param.num_output)

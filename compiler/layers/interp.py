@@ -68,3 +68,10 @@ class Interp(LayerRule):
                 result.append(m.resampled(ratio, Fraction(begin)))
             return tuple(result)
         return [map_axes(ctx.bottoms[0].field, through)]
+
+    def summary(self, layer):
+        param = layer.interp_param
+        for name in ("zoom_factor", "shrink_factor"):
+            if param.HasField(name):
+                return f"{name.split('_')[0]} {getattr(param, name)}"
+        return f"{param.height}x{param.width}" if param.HasField("height") else ""

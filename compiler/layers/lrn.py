@@ -35,3 +35,6 @@ class LRN(PointwiseRule):
         def through(maps):
             return tuple(m.window(size, 1, (size - 1) // 2) for m in maps)
         return [map_axes(ctx.bottoms[0].field, through)]
+
+    def summary(self, layer):
+        return f"size {layer.lrn_param.local_size}"

@@ -4,7 +4,7 @@ from netdef.proto import netdef_pb2 as pb
 
 from ._base import Issue, LayerRule, ShapeIssue, fmt, register, zero_fields
 from ._spatial import map_axes
-from ._window import pool_window
+from ._window import pool_window, window_text
 
 _P = ("pooling_param",)
 
@@ -58,6 +58,16 @@ class Pooling(LayerRule):
             return tuple(m.window(window.kernel[axis], window.stride[axis], window.pad[axis])
                          for axis, m in enumerate(maps))
         return [map_axes(field, through)] * len(layer.top)
+
+    def summary(self, layer):
+        param = layer.pooling_param
+        kind = pb.PoolingParameter.PoolMethod.Name(param.pool)
+        if param.global_pooling:
+            return f"{kind} global"
+        try:
+            return f"{kind} {window_text(pool_window(param, (1, 1)))}"
+        except ShapeIssue:
+            return kind
 
 
 def pooled_size(size: int, kernel: int, stride: int, pad: int, ceil: bool, name: str) -> int:

@@ -1,0 +1,147 @@
+"""The DAG as a graphviz picture: layer nodes (type, key parameters, colour by
+family) and blob nodes (shape, receptive field and stride).
+
+In-place layers (ReLU, BatchNorm, Scale, Dropout on their bottom) are folded
+into the node of the layer that produced the blob, as extra rows, when nothing
+else reads the blob between them; so a ResNet block draws as a few nodes, not
+twelve. Elsewhere they are drawn as ordinary layers between blob versions.
+"""
+from __future__ import annotations
+
+import html
+import subprocess
+
+from netdef.errors import UsageError
+
+from .ir import Layer, Net
+from .receptive import rf_json
+
+FAMILY_COLOURS = {
+    "conv": "#a6cee3", "pool": "#b2df8a", "pointwise": "#eeeeee", "norm": "#fdbf6f",
+    "merge": "#cab2d6", "reshape": "#ffff99", "data": "#8dd3c7", "loss": "#fb9a99",
+    "sink": "#d9d9d9", "crf": "#f4a6d7", "other": "#ffffff",
+}
+FORMATS = ("svg", "png", "pdf", "dot")
+
+
+def to_dot(net: Net, rankdir: str = "TB") -> str:
+    """DOT source for the net; deterministic, so it can be compared to a golden file."""
+    folded = foldable_layers(net)
+    lines = [f'digraph "{_quote(net.parsed.net.name or "net")}" {{',
+             f"  rankdir={rankdir}; newrank=true; nodesep=0.2; ranksep=0.3;",
+             '  node [fontname="Helvetica", fontsize=10]; edge [arrowsize=0.6];']
+    hosts = {}  # folded layer index -> index of the layer whose node shows it
+    for layer in net.layers:
+        if layer.index in folded:
+            host = hosts.get(folded[layer.index], folded[layer.index])
+            hosts[layer.index] = host
+    rows = {}
+    for index, host in hosts.items():
+        rows.setdefault(host, []).append(net.layers[index])
+    for layer in net.layers:
+        if layer.index not in hosts:
+            lines.append(f"  {_layer_id(layer)} [shape=plaintext, margin=0, "
+                         f"label=<{layer_label(layer, rows.get(layer.index, []))}>];")
+    shown = {}  # blob id -> the blob node id that stands for it
+    for blob in net.blobs.values():
+        producer = blob.producer
+        if producer is not None and producer in hosts:  # the output of a folded layer
+            shown[blob.id] = shown[net.layers[producer].bottoms[0]]
+            continue
+        shown[blob.id] = _blob_id(blob.id)
+    latest = {shown[blob.id]: blob for blob in net.blobs.values()}  # after in-place layers
+    for node, blob in latest.items():
+        lines.append(f"  {node} [shape=box, style=rounded, color=gray50, fontsize=9, "
+                     f'label="{blob_label(blob)}"];')
+    for layer in net.layers:
+        if layer.index in hosts:
+            continue
+        many = len(layer.bottoms) > 1
+        for position, blob_id in enumerate(layer.bottoms):
+            label = f' [taillabel="{position}", fontsize=8]' if many else ""
+            lines.append(f"  {shown[blob_id]} -> {_layer_id(layer)}{label};")
+        for blob_id in layer.tops:
+            lines.append(f"  {_layer_id(layer)} -> {shown[blob_id]};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def foldable_layers(net: Net) -> dict[int, int]:
+    """In-place layers that can join their bottom's producer: layer index -> producer index."""
+    folded = {}
+    for layer in net.layers:
+        if len(layer.bottoms) != 1 or len(layer.tops) != 1:
+            continue
+        bottom, top = net.blobs[layer.bottoms[0]], net.blobs[layer.tops[0]]
+        if bottom.name != top.name or bottom.producer is None:
+            continue
+        producer = net.layers[bottom.producer]
+        is_input = producer.rule is not None and producer.rule.is_input
+        if bottom.consumers == [layer.index] and not is_input:
+            folded[layer.index] = producer.index
+    return folded
+
+
+def layer_label(layer: Layer, in_place: list[Layer]) -> str:
+    """An HTML-like table: the layer's name, type and key parameters, then one row per folded layer."""
+    def row(member: Layer, main: bool) -> str:
+        rule = member.rule
+        colour = FAMILY_COLOURS.get(rule.family if rule else "other", "#ffffff")
+        summary = rule.summary(member.param) if rule else ""
+        summary = ", ".join(filter(None, [summary, *(f"{key} {_values(value)} (solved)"
+                                                     for key, value in member.solution.items())]))
+        name = html.escape(member.name)
+        kind = html.escape(member.type)
+        if main:
+            text = f"<B>{name}</B><BR/>{kind}"
+            if summary:
+                text += f'<BR/><FONT POINT-SIZE="9">{html.escape(summary)}</FONT>'
+        else:
+            text = f'<FONT POINT-SIZE="9">{name}: {kind}{" " + html.escape(summary) if summary else ""}</FONT>'
+        return f'<TR><TD BGCOLOR="{colour}">{text}</TD></TR>'
+    body = row(layer, True) + "".join(row(member, False) for member in in_place)
+    return f'<TABLE BORDER="0" CELLBORDER="1" CELLSPACING="0" CELLPADDING="3">{body}</TABLE>'
+
+
+def blob_label(blob) -> str:
+    parts = [blob.name]
+    if blob.shape is not None:
+        parts.append("x".join(map(str, blob.shape)))
+    for name, entry in rf_json(blob.coords).items():
+        size, stride = (_values(entry[key]) for key in ("size", "stride"))
+        parts.append(f"rf {size} / {stride}" if len(rf_json(blob.coords)) == 1
+                     else f"{name}: rf {size} / {stride}")
+    return "\\n".join(_quote(part) for part in parts)
+
+
+def render(dot_source: str, path: str, fmt: str) -> None:
+    """Write DOT source, or run the real `dot` to make svg/png/pdf."""
+    if fmt == "dot":
+        with open(path, "w") as handle:
+            handle.write(dot_source)
+        return
+    try:
+        result = subprocess.run(["dot", f"-T{fmt}", "-o", path], input=dot_source.encode(),
+                                capture_output=True, timeout=120)
+    except FileNotFoundError:
+        raise UsageError("graphviz's `dot` is not installed (Debian: apt-get install graphviz); "
+                         "write a .dot file instead") from None
+    if result.returncode:
+        raise UsageError(f"dot failed: {result.stderr.decode(errors='replace').strip()}")
+
+
+def _values(values) -> str:
+    values = list(values) if isinstance(values, (list, tuple)) else [values]
+    return str(values[0]) if len(set(values)) == 1 else "x".join(map(str, values))
+
+
+def _quote(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _layer_id(layer: Layer) -> str:
+    return f"L{layer.index}"
+
+
+def _blob_id(blob_id: str) -> str:
+    return '"B:' + _quote(blob_id) + '"'
