@@ -2,10 +2,11 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEMO_NET ?= ../shared/corpus/shelhamer+fcn.berkeleyvision.org/voc-fcn8s/deploy.prototxt
+DEMO_NET ?= models/fcn8s.prototxt
+OFFSETLESS_NET ?= ../shared/corpus/torrvision+crfasrnn/python-scripts/TVG_CRFRNN_new_deploy.prototxt
 LEGACY_NET ?= ../shared/corpus/torrvision+crfasrnn/python-scripts/TVG_CRFRNN_COCO_VOC.prototxt
 
-.PHONY: setup demo test test-fast bench proto clean
+.PHONY: setup demo test test-fast bench models proto clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,9 +21,11 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 demo: setup
-	$(BIN)/netdef check $(DEMO_NET)
+	$(BIN)/netdef check $(DEMO_NET) --phase TRAIN
 	$(BIN)/netdef info $(DEMO_NET)
+	$(BIN)/netdef draw $(DEMO_NET) -o demo-fcn8s.svg
 	$(BIN)/netdef check $(LEGACY_NET)
+	$(BIN)/netdef check $(OFFSETLESS_NET)
 
 test: setup
 	$(BIN)/python -m pytest -q
@@ -32,9 +35,13 @@ test-fast: setup
 
 bench: setup
 	$(BIN)/python bench/bench_parse.py
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python bench/bench_draw.py
+
+models: setup
+	$(BIN)/python models/fcn.py
 
 proto: setup
 	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=netdef/proto protos/netdef.proto
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache
+	rm -rf $(VENV) *.egg-info .pytest_cache demo-fcn8s.svg

@@ -51,7 +51,11 @@ class AxisMap:
         extent = dilation * (kernel - 1) + 1
         new_stride = self.stride * stride
         new_offset = self.offset + self.stride * (Fraction(extent - 1, 2) - pad)
-        period = len(self.support) // math.gcd(len(self.support), stride)
+        if self.period == 1 and self.support[0] is not None:  # the common case, in closed form
+            half = self.stride * Fraction(extent - 1, 2)
+            lo, hi = self.support[0]
+            return AxisMap(new_stride, new_offset, ((lo - half, hi + half),))
+        period = self.period // math.gcd(self.period, stride)
         return self._derive(new_stride, new_offset, period,
                             lambda a: (a * stride - pad + j * dilation for j in range(kernel)))
 
