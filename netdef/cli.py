@@ -61,12 +61,15 @@ def _net_arguments(sub) -> None:
     sub.add_argument("--phase", default="TEST", type=str.upper, choices=["TRAIN", "TEST"])
     sub.add_argument("--input", action="append", type=_input_spec, default=[], metavar="NAME=N,C,H,W",
                      help="shape of an input blob the file does not fix (repeatable)")
+    sub.add_argument("--literal-crops", action="store_true",
+                     help="a Crop without crop_param crops at offset 0 (BVLC) instead of aligning")
 
 
 def cmd_check(args) -> int:
     from .compiler.analysis import check_net
 
-    _, problems = check_net(args.net, phase=args.phase, inputs=dict(args.input), strict=args.strict)
+    _, problems = check_net(args.net, phase=args.phase, inputs=dict(args.input), strict=args.strict,
+                            solve_crops=not args.literal_crops)
     for problem in problems:
         print(problem.format())
     errors = sum(not p.warning for p in problems)
@@ -79,7 +82,8 @@ def cmd_check(args) -> int:
 def cmd_info(args) -> int:
     from .compiler.analysis import analyze
 
-    report = analyze(args.net, phase=args.phase, inputs=dict(args.input))
+    report = analyze(args.net, phase=args.phase, inputs=dict(args.input),
+                     solve_crops=not args.literal_crops)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
         return 0
@@ -124,7 +128,8 @@ def cmd_draw(args) -> int:
     if fmt not in FORMATS:
         raise UsageError(f"cannot tell the format of {args.output!r}: use one of "
                          + ", ".join(f".{f}" for f in FORMATS))
-    net, problems = check_net(args.net, phase=args.phase, inputs=dict(args.input))
+    net, problems = check_net(args.net, phase=args.phase, inputs=dict(args.input),
+                              solve_crops=not args.literal_crops)
     raise_if_errors(problems)
     render(to_dot(net, args.rankdir), args.output, fmt)
     print(f"{args.net}: {len(net.layers)} layers drawn to {args.output}")

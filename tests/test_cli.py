@@ -91,3 +91,11 @@ def test_upgrade_solve_crops_writes_offsets(cli, tmp_path):
     assert [list(c.offset) for c in crops] == [[5], [9], [31]] and all(c.axis == 2 for c in crops)
     code, out, _ = cli("check", target)
     assert code == 0 and out == ""  # nothing left to solve or to warn about
+
+
+def test_literal_crops_option(cli):
+    source = CORPUS / "torrvision+crfasrnn/python-scripts/TVG_CRFRNN_new_deploy.prototxt"
+    _, solved, _ = cli("check", source)
+    _, literal, _ = cli("check", source, "--literal-crops")
+    assert solved.count("solved from the coordinate maps") == 3
+    assert "solved from" not in literal and "not aligned" in literal
