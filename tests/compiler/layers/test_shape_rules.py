@@ -23,6 +23,7 @@ def pool(kernel, stride, pad=0, extra=""):
     (6, 3, 2, 1, 4),    # ceil((6+2-3)/2)+1 = 4; last window starts at 6 < 6+1, kept
     (5, 2, 2, 1, 3),    # ceil((5+2-2)/2)+1 = 4, but window 3 starts at 6 >= 5+1: dropped
     (1, 3, 1, 1, 1),
+    (1, 2, 2, 0, 1),    # kernel past the input: ceil((1-2)/2)+1 = 1 clipped window (OpenCV refuses)
 ])
 def test_pooling_ceil_with_padding_correction(side, kernel, stride, pad, expected):
     assert shape_of(pool(kernel, stride, pad), "p", (1, 1, side, side)) == (1, 1, expected, expected)

@@ -61,6 +61,8 @@ def test_pooling_matches_opencv(tmp_path_factory, w):
     text = header(shape) + (
         f'layer {{ name: "p" type: "Pooling" bottom: "data" top: "p" pooling_param {{ pool: MAX '
         f'kernel_size: {w["kernel"]} stride: {w["stride"]} pad: {w["pad"]} }} }}')
+    if w["kernel"] > w["side"] + 2 * w["pad"]:
+        return  # Caffe pools one clipped window here, OpenCV refuses (hand-computed tests cover it)
     try:
         ours = netdef.analyze(text).blob("p").shape
     except netdef.ShapeError:
