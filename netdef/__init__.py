@@ -46,7 +46,36 @@ def analyze(source, inputs=None, *, phase: str = "TEST", strict: bool = False):
     return _analyze(source, phase=phase, inputs=inputs, strict=strict)
 
 
+def load(prototxt, weights=None, *, phase: str = "TEST", inputs=None, device="cpu", dtype=None,
+         allow_python_layers: bool = False):
+    """The net as a torch.fx.GraphModule; `forward(**inputs)` returns {blob name: tensor}
+    for the net's outputs. Weights come from a .caffemodel when given; `device="meta"`
+    builds the structure alone. The module is in eval mode (TEST semantics)."""
+    import torch
+
+    from .compiler.analysis import check_net
+    from .compiler.lower import bind_weights, lower
+    from .compiler.weights import read_caffemodel
+    from .errors import raise_if_errors
+
+    net, problems = check_net(prototxt, phase=phase, inputs=inputs)
+    raise_if_errors(problems)
+    caffe_layers = read_caffemodel(weights) if weights is not None else None
+    with torch.device("meta") if str(device) == "meta" else _no_context():
+        module = lower(net, allow_python_layers=allow_python_layers)
+    if caffe_layers is not None and str(device) != "meta":
+        bind_weights(module, net, caffe_layers, str(weights))
+    module.to(device=device if str(device) != "meta" else None, dtype=dtype)
+    return module.train(phase.upper() == "TRAIN")
+
+
+def _no_context():
+    import contextlib
+    return contextlib.nullcontext()
+
+
 __all__ = [
+    "load",
     "parse", "check", "analyze", "NetdefError", "PrototxtSyntaxError", "SchemaError",
     "UnknownLayerType", "UnknownField", "ParameterError", "GraphError", "ShapeError",
     "AlignmentError", "LoweringError", "WeightError", "UsageError", "Problem",

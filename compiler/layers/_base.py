@@ -73,6 +73,12 @@ class LayerRule:
         since a layer not known to keep positions may mix all of them."""
         return [ctx.ended()] * len(layer.top)
 
+    def lower(self, layer, ctx):
+        """A ModuleSpec (see _lowering) computing the tops from the bottoms with Caffe's
+        semantics, or None for layers that compute nothing (Silence)."""
+        from ._lowering import LoweringIssue
+        raise LoweringIssue(f"netdef cannot run {self.type_name} layers yet")
+
     def summary(self, layer) -> str:
         """The key parameters in a few characters, for drawings (e.g. '3x3 /2 pad 1, 64')."""
         return ""

@@ -5,6 +5,7 @@ from ._base import Issue, LayerRule, ShapeIssue, canonical_axis, zero_fields
 from ._spatial import AxisMap, map_axes
 from ._window import Window, conv_window, too_small
 from ._window import window_text
+from ._lowering import LoweringIssue, torch_nn
 
 _P = ("convolution_param",)
 
@@ -16,6 +17,7 @@ class ConvolutionLike(LayerRule):
     tops_match_bottoms = True
     params = ("convolution_param",)
     needs_num_output = True
+    torch_module = "Conv"  # Deconvolution: "ConvTranspose"
 
     def check_params(self, layer):
         param = layer.convolution_param
@@ -88,6 +90,22 @@ class ConvolutionLike(LayerRule):
         extras = [f"group {param.group}"] if param.group > 1 else []
         return ", ".join([text, *extras, str(param.num_output)] if self.needs_num_output
                          else [text, *extras])
+
+    def lower(self, layer, ctx):
+        param = layer.convolution_param
+        if param.axis != 1:
+            raise LoweringIssue("only channel axis 1 can run", _P + ("axis",))
+        spatial = len(ctx.bottom_shapes[0]) - 2
+        if spatial not in (1, 2, 3):
+            raise LoweringIssue(f"{spatial}-d convolutions cannot run")
+        window = conv_window(param, spatial)
+        if len(ctx.bottom_shapes) > 1:
+            raise LoweringIssue("several bottoms sharing one convolution cannot run yet")
+        return torch_nn(f"{self.torch_module}{spatial}d",
+                        ("weight", "bias") if param.bias_term else ("weight",),
+                        in_channels=ctx.bottom_shapes[0][1], out_channels=param.num_output,
+                        kernel_size=window.kernel, stride=window.stride, padding=window.pad,
+                        dilation=window.dilation, groups=param.group, bias=param.bias_term)
 
 
 def axis_label(axis: int, num_spatial: int = 2) -> str:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from ._base import register
 from ._pointwise import PointwiseRule
+from ._lowering import runtime
 
 
 @register
@@ -14,3 +15,10 @@ class BatchNorm(PointwiseRule):
     def upgrade(self, layer) -> None:
         if len(layer.param) == 3:
             del layer.param[:]  # old nets froze the statistics blobs with three lr_mult 0 specs
+
+    def lower(self, layer, ctx):
+        param = layer.batch_norm_param
+        global_stats = param.use_global_stats if param.HasField("use_global_stats") else None
+        return runtime("CaffeBatchNorm", ("mean", "variance", "scale_factor"),
+                       channels=ctx.bottom_shapes[0][1], eps=param.eps,
+                       use_global_stats=global_stats, momentum=param.moving_average_fraction)

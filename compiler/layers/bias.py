@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from ._base import register
 from ._broadcast import BroadcastRule
+from ._lowering import runtime
 
 
 @register
@@ -12,3 +13,9 @@ class Bias(BroadcastRule):
 
     def param(self, layer):
         return layer.bias_param
+
+    def lower(self, layer, ctx):
+        axis, shape = self.operand(layer, ctx)
+        learned = len(ctx.bottom_shapes) == 1
+        return runtime("Bias", ("bias",) * learned, axis=axis, shape=shape,
+                       ndim=len(ctx.bottom_shapes[0]), learned=learned)

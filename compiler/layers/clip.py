@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from ._base import Issue, register
 from ._pointwise import PointwiseRule
+from ._lowering import runtime
 
 _P = ("clip_param",)
 
@@ -19,3 +20,6 @@ class Clip(PointwiseRule):
                 yield Issue(f"clip_param.{name} is required", _P)
         if param.HasField("min") and param.HasField("max") and param.min > param.max:
             yield Issue(f"min {param.min:g} is larger than max {param.max:g}", _P + ("min",))
+
+    def lower(self, layer, ctx):
+        return runtime("Clip", low=layer.clip_param.min, high=layer.clip_param.max)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from ._base import LayerRule, ShapeIssue, canonical_axis, fmt, register
+from ._lowering import runtime
 
 _P = ("concat_param",)
 
@@ -40,3 +41,9 @@ class Concat(LayerRule):
         axis = param.axis if param.HasField("axis") or not param.HasField("concat_dim") \
             else param.concat_dim
         return "" if axis == 1 else f"axis {axis}"
+
+    def lower(self, layer, ctx):
+        param = layer.concat_param
+        axis = param.axis if param.HasField("axis") or not param.HasField("concat_dim") \
+            else param.concat_dim
+        return runtime("Concat", axis=axis % len(ctx.bottom_shapes[0]))

@@ -4,6 +4,7 @@ from fractions import Fraction
 
 from ._base import LayerRule, ShapeIssue, canonical_axis, fmt, register
 from ._spatial import EVERYWHERE
+from ._lowering import runtime
 
 _P = ("crop_param",)
 
@@ -98,6 +99,12 @@ class Crop(LayerRule):
         if not layer.HasField("crop_param"):
             return ""
         return f"axis {param.axis}, offset {list_text(param.offset) or 0}"
+
+    def lower(self, layer, ctx):
+        ndim = len(ctx.bottom_shapes[0])
+        axis = layer.crop_param.axis % ndim
+        offsets = ctx.solution.get("offset") or written_offsets(layer.crop_param, ndim - axis)
+        return runtime("Crop", axis=axis, offsets=tuple(offsets))
 
 
 def written_offsets(param, cropped: int) -> list[int]:

@@ -8,6 +8,7 @@ from ._convolution import ConvolutionLike, axis_label
 class Deconvolution(ConvolutionLike):
     type_name = "Deconvolution"
     description = "transposed convolution (learned or bilinear upsampling); weights C_in x C_out/g"
+    torch_module = "ConvTranspose"  # same weight layout as Caffe: C_in x C_out/g x k x k
 
     def axis_map(self, axis_map, window, axis):
         return axis_map.transposed_window(window.kernel[axis], window.stride[axis],

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from ._base import Issue, register
 from ._pointwise import PointwiseRule
+from ._lowering import torch_nn
 
 
 @register
@@ -18,3 +19,6 @@ class Dropout(PointwiseRule):
 
     def summary(self, layer):
         return f"{layer.dropout_param.dropout_ratio:g}"
+
+    def lower(self, layer, ctx):
+        return torch_nn("Dropout", p=layer.dropout_param.dropout_ratio)  # scales at train time

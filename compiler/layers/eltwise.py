@@ -3,6 +3,7 @@ from __future__ import annotations
 from netdef.proto import netdef_pb2 as pb
 
 from ._base import Issue, LayerRule, register, require_same_shapes
+from ._lowering import runtime
 
 _P = ("eltwise_param",)
 
@@ -34,3 +35,8 @@ class Eltwise(LayerRule):
         param = layer.eltwise_param
         name = pb.EltwiseParameter.EltwiseOp.Name(param.operation)
         return name + (" " + ", ".join(f"{c:g}" for c in param.coeff) if param.coeff else "")
+
+    def lower(self, layer, ctx):
+        param = layer.eltwise_param
+        return runtime("Eltwise", operation=pb.EltwiseParameter.EltwiseOp.Name(param.operation),
+                       coeffs=tuple(param.coeff))

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from ._base import register
 from ._pointwise import PointwiseRule
+from ._lowering import torch_nn
 
 
 @register
@@ -9,3 +10,6 @@ class ELU(PointwiseRule):
     type_name = "ELU"
     description = "x if x > 0 else alpha * (exp(x) - 1)"
     params = ("elu_param",)
+
+    def lower(self, layer, ctx):
+        return torch_nn("ELU", alpha=layer.elu_param.alpha)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from ._base import LayerRule, ShapeIssue, canonical_axis, count, register
+from ._lowering import runtime
 
 _P = ("flatten_param",)
 
@@ -19,3 +20,8 @@ class Flatten(LayerRule):
         if end < start:
             raise ShapeIssue(f"end_axis {end} comes before axis {start}", _P + ("end_axis",))
         return [shape[:start] + (count(shape, start, end + 1),) + shape[end + 1:]]
+
+    def lower(self, layer, ctx):
+        ndim = len(ctx.bottom_shapes[0])
+        param = layer.flatten_param
+        return runtime("Flatten", start=param.axis % ndim, end=param.end_axis % ndim)

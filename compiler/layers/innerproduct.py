@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from ._base import Issue, LayerRule, canonical_axis, register
+from ._base import Issue, LayerRule, canonical_axis, count, register
+from ._lowering import runtime
 
 _P = ("inner_product_param",)
 
@@ -26,3 +27,11 @@ class InnerProduct(LayerRule):
 
     def summary(self, layer):
         return str(layer.inner_product_param.num_output)
+
+    def lower(self, layer, ctx):
+        param = layer.inner_product_param
+        shape = ctx.bottom_shapes[0]
+        axis = param.axis % len(shape)
+        return runtime("InnerProduct", ("weight", "bias") if param.bias_term else ("weight",),
+                       axis=axis, inputs=count(shape, axis), outputs=param.num_output,
+                       bias=param.bias_term, transpose=param.transpose)

@@ -4,6 +4,7 @@ from fractions import Fraction
 
 from ._base import Issue, LayerRule, ShapeIssue, fmt, register
 from ._spatial import map_axes
+from ._lowering import runtime
 
 _P = ("interp_param",)
 
@@ -75,3 +76,8 @@ class Interp(LayerRule):
             if param.HasField(name):
                 return f"{name.split('_')[0]} {getattr(param, name)}"
         return f"{param.height}x{param.width}" if param.HasField("height") else ""
+
+    def lower(self, layer, ctx):
+        param = layer.interp_param
+        size = None if len(ctx.bottom_shapes) == 2 else tuple(ctx.top_shapes[0][2:])
+        return runtime("Interp", size=size, pad_begin=param.pad_beg, pad_end=param.pad_end)

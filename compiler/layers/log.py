@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from ._base import Issue, register
 from ._pointwise import PointwiseRule
+from ._lowering import runtime
 
 
 @register
@@ -14,3 +15,7 @@ class Log(PointwiseRule):
         base = layer.log_param.base
         if base != -1 and base <= 0:
             yield Issue(f"base must be -1 (for e) or positive, got {base:g}", ("log_param", "base"))
+
+    def lower(self, layer, ctx):
+        param = layer.log_param
+        return runtime("Log", base=param.base, scale=param.scale, shift=param.shift)

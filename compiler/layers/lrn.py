@@ -5,6 +5,7 @@ from netdef.proto import netdef_pb2 as pb
 from ._base import Issue, ShapeIssue, fmt, register
 from ._pointwise import PointwiseRule
 from ._spatial import map_axes
+from ._lowering import runtime, torch_nn
 
 _P = ("lrn_param",)
 
@@ -38,3 +39,10 @@ class LRN(PointwiseRule):
 
     def summary(self, layer):
         return f"size {layer.lrn_param.local_size}"
+
+    def lower(self, layer, ctx):
+        param = layer.lrn_param
+        if param.norm_region == pb.LRNParameter.ACROSS_CHANNELS:  # alpha / size, as torch's
+            return torch_nn("LocalResponseNorm", size=param.local_size, alpha=param.alpha,
+                            beta=param.beta, k=param.k)
+        return runtime("WithinChannelLRN", size=param.local_size, alpha=param.alpha, beta=param.beta)

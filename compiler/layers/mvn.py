@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from ._base import register
 from ._pointwise import PointwiseRule
+from ._lowering import runtime
 
 
 @register
@@ -13,3 +14,8 @@ class MVN(PointwiseRule):
 
     def spatial_map(self, layer, ctx):
         return [ctx.ended()]  # the mean and variance are taken over every position
+
+    def lower(self, layer, ctx):
+        param = layer.mvn_param
+        return runtime("MVN", normalize_variance=param.normalize_variance,
+                       across_channels=param.across_channels, eps=param.eps)

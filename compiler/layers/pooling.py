@@ -5,6 +5,7 @@ from netdef.proto import netdef_pb2 as pb
 from ._base import Issue, LayerRule, ShapeIssue, fmt, register, zero_fields
 from ._spatial import map_axes
 from ._window import pool_window, window_text
+from ._lowering import LoweringIssue, runtime, torch_nn
 
 _P = ("pooling_param",)
 
@@ -68,6 +69,31 @@ class Pooling(LayerRule):
             return f"{kind} {window_text(pool_window(param, (1, 1)))}"
         except ShapeIssue:
             return kind
+
+    def lower(self, layer, ctx):
+        """Caffe's rounding (ceil, then the last window must start inside the input or its
+        left padding) and AVE's divisor (the window clipped to the padded extent) are torch's
+        ceil_mode=True and count_include_pad=True."""
+        param = layer.pooling_param
+        shape = ctx.bottom_shapes[0]
+        window = pool_window(param, shape[2:])
+        method = pb.PoolingParameter.PoolMethod.Name(param.pool)
+        if param.global_pooling:
+            if method == "MAX":
+                return torch_nn("AdaptiveMaxPool2d", output_size=1)
+            return torch_nn("AdaptiveAvgPool2d", output_size=1)
+        if any(2 * p > k for p, k in zip(window.pad, window.kernel)):
+            raise LoweringIssue(f"pad {fmt(window.pad)} larger than half the kernel "
+                                f"{fmt(window.kernel)} cannot run yet", _P + ("pad",))
+        ceil = param.round_mode == pb.PoolingParameter.CEIL and param.ceil_mode
+        common = dict(kernel_size=window.kernel, stride=window.stride, padding=window.pad,
+                      ceil_mode=ceil)
+        if method == "MAX":
+            return torch_nn("MaxPool2d", return_indices=len(layer.top) == 2, **common)
+        if method == "AVE":
+            return torch_nn("AvgPool2d", count_include_pad=True, **common)
+        return runtime("StochasticPoolTest", kernel=window.kernel, stride=window.stride,
+                       pad=window.pad)
 
 
 def pooled_size(size: int, kernel: int, stride: int, pad: int, ceil: bool, name: str) -> int:

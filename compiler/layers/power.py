@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from ._base import register
 from ._pointwise import PointwiseRule
+from ._lowering import runtime
 
 
 @register
@@ -9,3 +10,7 @@ class Power(PointwiseRule):
     type_name = "Power"
     description = "(shift + scale * x) ^ power"
     params = ("power_param",)
+
+    def lower(self, layer, ctx):
+        param = layer.power_param
+        return runtime("Power", power=param.power, scale=param.scale, shift=param.shift)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from ._base import register
 from ._pointwise import PointwiseRule
+from ._lowering import torch_nn
 
 
 @register
@@ -9,3 +10,7 @@ class PReLU(PointwiseRule):
     type_name = "PReLU"
     description = "ReLU with a learned negative slope per channel (or one shared)"
     params = ("prelu_param",)
+
+    def lower(self, layer, ctx):
+        channels = 1 if layer.prelu_param.channel_shared else ctx.bottom_shapes[0][1]
+        return torch_nn("PReLU", ("weight",), num_parameters=channels, init=0.25)

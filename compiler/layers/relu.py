@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from ._base import register
 from ._pointwise import PointwiseRule
+from ._lowering import torch_nn
 
 
 @register
@@ -9,3 +10,7 @@ class ReLU(PointwiseRule):
     type_name = "ReLU"
     description = "max(x, 0) + negative_slope * min(x, 0)"
     params = ("relu_param",)
+
+    def lower(self, layer, ctx):
+        slope = layer.relu_param.negative_slope
+        return torch_nn("LeakyReLU", negative_slope=slope) if slope else torch_nn("ReLU")

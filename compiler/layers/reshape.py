@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from ._base import LayerRule, ShapeIssue, count, fmt, register
+from ._lowering import runtime
 
 _P = ("reshape_param",)
 
@@ -53,3 +54,10 @@ class Reshape(LayerRule):
                 and bottom[2:] == top[2:]:
             return ctx.passthrough(1)
         return [ctx.ended()]
+
+    def lower(self, layer, ctx):
+        param = layer.reshape_param
+        ndim = len(ctx.bottom_shapes[0])
+        start = param.axis + ndim + 1 if param.axis < 0 else param.axis
+        end = None if param.num_axes == -1 else start + param.num_axes
+        return runtime("Reshape", start=start, end=end, dims=tuple(param.shape.dim))

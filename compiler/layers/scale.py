@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from ._base import register
 from ._broadcast import BroadcastRule
+from ._lowering import runtime
 
 
 @register
@@ -12,3 +13,10 @@ class Scale(BroadcastRule):
 
     def param(self, layer):
         return layer.scale_param
+
+    def lower(self, layer, ctx):
+        axis, shape = self.operand(layer, ctx)
+        learned, bias = len(ctx.bottom_shapes) == 1, layer.scale_param.bias_term
+        blobs = ("weight",) * learned + ("bias",) * bias
+        return runtime("Scale", blobs, axis=axis, shape=shape, ndim=len(ctx.bottom_shapes[0]),
+                       learned=learned, bias=bias)

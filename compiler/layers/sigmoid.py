@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from ._base import register
 from ._pointwise import PointwiseRule
+from ._lowering import torch_nn
 
 
 @register
@@ -9,3 +10,6 @@ class Sigmoid(PointwiseRule):
     type_name = "Sigmoid"
     description = "1 / (1 + exp(-x))"
     params = ("sigmoid_param",)
+
+    def lower(self, layer, ctx):
+        return torch_nn("Sigmoid")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from ._base import Issue, LayerRule, ShapeIssue, canonical_axis, register
+from ._lowering import runtime
 
 _P = ("slice_param",)
 
@@ -47,3 +48,11 @@ class Slice(LayerRule):
         if ctx.keeps_positions(axis):
             return ctx.passthrough(len(layer.top))
         return [ctx.ended()] * len(layer.top)
+
+    def lower(self, layer, ctx):
+        param = layer.slice_param
+        axis = param.axis if param.HasField("axis") or not param.HasField("slice_dim") \
+            else param.slice_dim
+        shape = ctx.bottom_shapes[0]
+        axis %= len(shape)
+        return runtime("Slice", axis=axis, sizes=tuple(top[axis] for top in ctx.top_shapes))

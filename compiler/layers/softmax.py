@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from ._base import canonical_axis, register
 from ._pointwise import PointwiseRule
+from ._lowering import torch_nn
 
 
 @register
@@ -19,3 +20,6 @@ class Softmax(PointwiseRule):
         if ctx.keeps_positions(layer.softmax_param.axis):
             return ctx.passthrough(1)
         return [ctx.ended()]
+
+    def lower(self, layer, ctx):
+        return torch_nn("Softmax", dim=layer.softmax_param.axis)

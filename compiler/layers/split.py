@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from ._base import LayerRule, register
+from ._lowering import runtime
 
 
 @register
@@ -15,3 +16,6 @@ class Split(LayerRule):
 
     def spatial_map(self, layer, ctx):
         return ctx.passthrough(len(layer.top))
+
+    def lower(self, layer, ctx):
+        return runtime("Split", count=len(layer.top))

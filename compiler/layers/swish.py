@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from ._base import register
 from ._pointwise import PointwiseRule
+from ._lowering import runtime
 
 
 @register
@@ -9,3 +10,6 @@ class Swish(PointwiseRule):
     type_name = "Swish"
     description = "x * sigmoid(beta * x)"
     params = ("swish_param",)
+
+    def lower(self, layer, ctx):
+        return runtime("Swish", beta=layer.swish_param.beta)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from ._base import register
 from ._pointwise import PointwiseRule
+from ._lowering import torch_nn
 
 
 @register
@@ -9,3 +10,6 @@ class TanH(PointwiseRule):
     type_name = "TanH"
     description = "tanh(x)"
     params = ("tanh_param",)
+
+    def lower(self, layer, ctx):
+        return torch_nn("Tanh")

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from ._base import register
 from ._pointwise import PointwiseRule
+from ._lowering import runtime
 
 
 @register
@@ -9,3 +10,6 @@ class Threshold(PointwiseRule):
     type_name = "Threshold"
     description = "1 if x > threshold else 0"
     params = ("threshold_param",)
+
+    def lower(self, layer, ctx):
+        return runtime("Threshold", threshold=layer.threshold_param.threshold)

@@ -1,0 +1,173 @@
+"""Lowering: the checked IR becomes a torch.fx GraphModule, and caffemodel blobs bind to it.
+
+One placeholder per input blob, one call_module per computing layer (the
+module its rule describes), getitem nodes for multi-top layers, and an output
+dict of the net's outputs: tops no layer reads, keyed by Caffe blob name, in
+definition order. Each node records its Caffe layer name and prototxt line in
+`node.meta`, so `.code` and errors lead back to the file.
+"""
+from __future__ import annotations
+
+import keyword
+import re
+
+import torch
+from torch import fx, nn
+
+from netdef.errors import LoweringError, Problem, WeightError, raise_if_errors
+
+from .ir import Layer, Net
+from .layers._lowering import LoweringContext, LoweringIssue, ModuleSpec
+from .weights import CaffeLayer
+
+
+def lower(net: Net, *, allow_python_layers: bool = False) -> fx.GraphModule:
+    specs, problems = module_specs(net)
+    raise_if_errors(problems)
+    root = nn.Module()
+    graph = fx.Graph()
+    values: dict[str, fx.Node] = {}  # blob id -> node
+    names = Names()
+    for layer in net.layers:
+        if layer.rule.is_input:
+            for blob_id in layer.tops:
+                node = graph.placeholder(names.identifier(net.blobs[blob_id].name))
+                _annotate(net, node, layer)
+                values[blob_id] = node
+            continue
+        spec = specs[layer.index]
+        if spec is None:
+            continue
+        attribute = names.identifier(layer.name)
+        root.add_module(attribute, spec.build())
+        node = graph.call_module(attribute, tuple(values[b] for b in layer.bottoms))
+        node.name = attribute
+        _annotate(net, node, layer)
+        if len(layer.tops) == 1:
+            values[layer.tops[0]] = node
+        else:
+            for position, blob_id in enumerate(layer.tops):
+                item = graph.call_function(_getitem, (node, position))
+                values[blob_id] = item
+    graph.output({net.blobs[b].name: values[b] for b in output_blobs(net)})
+    module = fx.GraphModule(root, graph, class_name=_class_name(net))
+    module.graph.lint()
+    module.caffe_blobs = {layer.name: specs[layer.index].blobs for layer in net.layers
+                          if specs.get(layer.index) is not None and specs[layer.index].blobs}
+    return module
+
+
+def _getitem(values, index):
+    return values[index]
+
+
+def module_specs(net: Net) -> tuple[dict[int, ModuleSpec | None], list[Problem]]:
+    specs, problems = {}, []
+    for layer in net.layers:
+        if layer.rule is None or layer.rule.is_input:
+            continue
+        shapes = [net.blobs[b].shape for b in layer.bottoms]
+        if any(shape is None for shape in shapes):
+            problems.append(net.problem(LoweringError, "input shapes are unknown here; give them "
+                                        "with inputs={...} (--input NAME=N,C,H,W)", layer))
+            continue
+        ctx = LoweringContext(shapes, [net.blobs[t].shape for t in layer.tops], layer.solution)
+        try:
+            specs[layer.index] = layer.rule.lower(layer.param, ctx)
+        except LoweringIssue as issue:
+            problems.append(net.problem(LoweringError, str(issue), layer, issue.field_path))
+    return specs, problems
+
+
+def output_blobs(net: Net) -> list[str]:
+    """Tops no layer reads, in definition order."""
+    return [blob.id for blob in net.blobs.values()
+            if not blob.consumers and blob.producer is not None
+            and not net.layers[blob.producer].rule.is_input]
+
+
+def _annotate(net: Net, node: fx.Node, layer: Layer) -> None:
+    node.meta["caffe_layer"] = layer.name
+    node.meta["caffe_type"] = layer.type
+    node.meta["caffe_line"] = net.line_of(layer)
+
+
+class Names:
+    """Python identifiers for Caffe names ('score-pool4' -> 'score_pool4'), unique."""
+
+    def __init__(self):
+        self.used: set[str] = set()
+
+    def identifier(self, name: str) -> str:
+        base = re.sub(r"\W", "_", name) or "layer"
+        if base[0].isdigit() or keyword.iskeyword(base):
+            base = "_" + base
+        candidate, count = base, 1
+        while candidate in self.used:
+            count += 1
+            candidate = f"{base}_{count}"
+        self.used.add(candidate)
+        return candidate
+
+
+def _class_name(net: Net) -> str:
+    name = re.sub(r"\W", "", net.parsed.net.name.title()) or "Caffe"
+    return name if name[0].isalpha() else "Net" + name
+
+
+# ------------------------------------------------------------------ weights
+def bind_weights(module: fx.GraphModule, net: Net, caffe_layers: list[CaffeLayer],
+                 weights_path: str) -> None:
+    """Copy caffemodel blobs into the module: by layer name, duplicates in order.
+
+    Every blob's shape is checked first, so a mismatch leaves the module untouched.
+    """
+    by_name: dict[str, list[CaffeLayer]] = {}
+    for caffe_layer in caffe_layers:
+        by_name.setdefault(caffe_layer.name, []).append(caffe_layer)
+    attributes = {node.meta["caffe_layer"]: [] for node in module.graph.nodes
+                  if node.op == "call_module"}
+    for node in module.graph.nodes:
+        if node.op == "call_module":
+            attributes[node.meta["caffe_layer"]].append(node.target)
+    copies, problems = [], []
+    for layer in net.layers:
+        blob_names = module.caffe_blobs.get(layer.name)
+        if not blob_names or not by_name.get(layer.name):
+            continue
+        caffe_layer = by_name[layer.name].pop(0)
+        target = attributes[layer.name].pop(0)
+        tensors = [getattr(module.get_submodule(target), name) for name in blob_names]
+        if len(caffe_layer.blobs) > len(tensors):
+            problems.append(_weight_problem(net, layer, weights_path,
+                                            f"the caffemodel has {len(caffe_layer.blobs)} blobs; "
+                                            f"the layer takes {len(tensors)}"))
+            continue
+        for index, (array, tensor) in enumerate(zip(caffe_layer.blobs, tensors)):
+            if tuple(array.shape) != tuple(tensor.shape):
+                if array.size == tensor.numel() and _legacy_4d(array.shape, tensor.shape):
+                    array = array.reshape(tensor.shape)
+                else:
+                    problems.append(_weight_problem(
+                        net, layer, weights_path,
+                        f"blob {index}: expected shape {_fmt(tensor.shape)}, the caffemodel has "
+                        f"{_fmt(array.shape)}"))
+                    continue
+            copies.append((tensor, array))
+    raise_if_errors(problems)
+    with torch.no_grad():
+        for tensor, array in copies:
+            tensor.copy_(torch.from_numpy(array.astype(array.dtype.newbyteorder("="), copy=True)))
+
+
+def _legacy_4d(found, expected) -> bool:
+    """V1 blobs are always num x channels x height x width: (1, 1, N, K) is an (N, K) matrix."""
+    return len(found) == 4 and tuple(d for d in found if d != 1) == tuple(d for d in expected if d != 1)
+
+
+def _weight_problem(net, layer, path, message) -> Problem:
+    return Problem(WeightError, message, path, None, layer.name, layer.type)
+
+
+def _fmt(shape) -> str:
+    return "x".join(map(str, shape)) or "scalar"

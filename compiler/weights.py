@@ -1,0 +1,235 @@
+"""Streaming .caffemodel reader: layer name, type and blobs, nothing else.
+
+A caffemodel is a binary NetParameter. Decoding it with protobuf would need
+the whole file as a message (2 GiB limit, dialect fields, a second copy of
+every weight). Instead the wire format is walked over an mmap: only the layer
+name, type and blobs are decoded; every other field, known or not, is
+skipped by its wire type; float data become numpy views of the file.
+
+Field numbers (caffe.proto): NetParameter.layer 100 (V2: name 1, type 2,
+blobs 7) and .layers 2 (V1: name 4, type 5 as an enum, blobs 6, and the V0
+layer inside it at 1: name 1, type 2, blobs 50). BlobProto: num, channels,
+height, width 1-4, data 5 (float, packed or not), shape 7 (BlobShape: dim 1),
+double_data 8 (double).
+"""
+from __future__ import annotations
+
+import mmap
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from netdef.errors import Problem, WeightError
+
+VARINT, FIXED64, DELIMITED, START_GROUP, END_GROUP, FIXED32 = 0, 1, 2, 3, 4, 5
+
+
+@dataclass
+class CaffeLayer:
+    name: str
+    type: str
+    blobs: list[np.ndarray] = field(default_factory=list)
+
+
+class WireError(Exception):
+    pass
+
+
+class Reader:
+    """A cursor over a bytes-like buffer, bounded by `end`."""
+
+    def __init__(self, buffer, start: int = 0, end: int | None = None):
+        self.buffer = buffer
+        self.position = start
+        self.end = len(buffer) if end is None else end
+
+    def at_end(self) -> bool:
+        return self.position >= self.end
+
+    def varint(self) -> int:
+        result = shift = 0
+        buffer, position = self.buffer, self.position
+        while True:
+            if position >= self.end or shift > 63:
+                raise WireError(f"truncated or malformed varint at byte {self.position}")
+            byte = buffer[position]
+            position += 1
+            result |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                self.position = position
+                return result
+            shift += 7
+
+    def key(self) -> tuple[int, int]:
+        key = self.varint()
+        return key >> 3, key & 7
+
+    def delimited(self) -> tuple[int, int]:
+        """(start, end) of a length-delimited payload, checked against the bounds."""
+        length = self.varint()
+        start = self.position
+        if start + length > self.end:
+            raise WireError(f"a field of {length} bytes at byte {start} runs past the end "
+                            f"({self.end}); the file is truncated or corrupted")
+        self.position = start + length
+        return start, start + length
+
+    def skip(self, wire_type: int) -> None:
+        if wire_type == VARINT:
+            self.varint()
+        elif wire_type == FIXED64:
+            self._advance(8)
+        elif wire_type == DELIMITED:
+            self.delimited()
+        elif wire_type == FIXED32:
+            self._advance(4)
+        else:
+            raise WireError(f"unsupported wire type {wire_type} at byte {self.position}")
+
+    def _advance(self, count: int) -> None:
+        if self.position + count > self.end:
+            raise WireError(f"truncated field at byte {self.position}")
+        self.position += count
+
+    def text(self) -> str:
+        start, end = self.delimited()
+        return bytes(self.buffer[start:end]).decode("utf-8", errors="replace")
+
+    def sub(self) -> "Reader":
+        start, end = self.delimited()
+        return Reader(self.buffer, start, end)
+
+
+def read_caffemodel(path: str | os.PathLike) -> list[CaffeLayer]:
+    """Every layer that has blobs, in file order; a WeightError for a damaged file."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size == 0:
+                raise _error(path, "the file is empty")
+            buffer = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    except OSError as exc:
+        raise _error(path, f"cannot read: {exc.strerror or exc}") from None
+    try:
+        return parse_layers(memoryview(buffer))
+    except WireError as exc:
+        raise _error(path, str(exc)) from None
+
+
+def parse_layers(buffer) -> list[CaffeLayer]:
+    reader, layers = Reader(buffer), []
+    while not reader.at_end():
+        number, wire_type = reader.key()
+        if number == 100 and wire_type == DELIMITED:
+            layers.append(_layer(reader.sub(), name=1, type_=2, blobs=7))
+        elif number == 2 and wire_type == DELIMITED:
+            layers.append(_v1_layer(reader.sub()))
+        else:
+            reader.skip(wire_type)
+    return [layer for layer in layers if layer.blobs]
+
+
+def _layer(reader: Reader, name: int, type_: int, blobs: int) -> CaffeLayer:
+    layer = CaffeLayer("", "")
+    while not reader.at_end():
+        number, wire_type = reader.key()
+        if number == name and wire_type == DELIMITED:
+            layer.name = reader.text()
+        elif number == type_ and wire_type == DELIMITED:
+            layer.type = reader.text()
+        elif number == blobs and wire_type == DELIMITED:
+            layer.blobs.append(_blob(reader.sub()))
+        else:
+            reader.skip(wire_type)
+    return layer
+
+
+def _v1_layer(reader: Reader) -> CaffeLayer:
+    layer = CaffeLayer("", "")
+    while not reader.at_end():
+        number, wire_type = reader.key()
+        if number == 4 and wire_type == DELIMITED:
+            layer.name = reader.text()
+        elif number == 5 and wire_type == VARINT:
+            layer.type = _v1_type_name(reader.varint())
+        elif number == 6 and wire_type == DELIMITED:
+            layer.blobs.append(_blob(reader.sub()))
+        elif number == 1 and wire_type == DELIMITED:  # a V0 layer inside
+            inner = _layer(reader.sub(), name=1, type_=2, blobs=50)
+            layer.name = layer.name or inner.name
+            layer.type = layer.type or inner.type
+            layer.blobs += inner.blobs
+        else:
+            reader.skip(wire_type)
+    return layer
+
+
+def _v1_type_name(value: int) -> str:
+    from netdef.proto import netdef_pb2 as pb
+
+    from .upgrade import V1_TYPE_NAMES
+    try:
+        enum_name = pb.V1LayerParameter.LayerType.Name(value)
+    except ValueError:
+        return f"V1 type {value}"
+    return V1_TYPE_NAMES.get(enum_name, enum_name)
+
+
+def _blob(reader: Reader) -> np.ndarray:
+    legacy = {}
+    shape = None
+    chunks: list[np.ndarray] = []
+    while not reader.at_end():
+        number, wire_type = reader.key()
+        if number in (1, 2, 3, 4) and wire_type == VARINT:
+            legacy[number] = reader.varint()
+        elif number == 7 and wire_type == DELIMITED:
+            shape = _shape(reader.sub())
+        elif number in (5, 8):
+            chunks.append(_floats(reader, wire_type, np.dtype("<f4" if number == 5 else "<f8")))
+        else:
+            reader.skip(wire_type)
+    data = chunks[0] if len(chunks) == 1 else np.concatenate(chunks) if chunks \
+        else np.zeros(0, np.float32)
+    if shape is None:
+        shape = tuple(legacy.get(i, 1) for i in (1, 2, 3, 4)) if legacy else (data.size,)
+    count = int(np.prod(shape, dtype=np.int64))
+    if count != data.size:
+        raise WireError(f"a blob of shape {'x'.join(map(str, shape))} holds {data.size} values, "
+                        f"not {count}")
+    return data.reshape(shape)
+
+
+def _shape(reader: Reader) -> tuple[int, ...]:
+    dims = []
+    while not reader.at_end():
+        number, wire_type = reader.key()
+        if number == 1 and wire_type == DELIMITED:
+            packed = reader.sub()
+            while not packed.at_end():
+                dims.append(packed.varint())
+        elif number == 1 and wire_type == VARINT:
+            dims.append(reader.varint())
+        else:
+            reader.skip(wire_type)
+    return tuple(dims)
+
+
+def _floats(reader: Reader, wire_type: int, dtype: np.dtype) -> np.ndarray:
+    if wire_type == DELIMITED:
+        start, end = reader.delimited()
+        if (end - start) % dtype.itemsize:
+            raise WireError(f"packed data of {end - start} bytes is not a whole number of values")
+        return np.frombuffer(reader.buffer[start:end], dtype=dtype)
+    expected = FIXED32 if dtype.itemsize == 4 else FIXED64
+    if wire_type != expected:
+        raise WireError(f"blob data with wire type {wire_type}")
+    start = reader.position
+    reader._advance(dtype.itemsize)
+    return np.frombuffer(reader.buffer[start:reader.position], dtype=dtype)
+
+
+def _error(path: str, message: str) -> WeightError:
+    return WeightError(problems=[Problem(WeightError, message, path, None)])

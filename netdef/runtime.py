@@ -1,0 +1,288 @@
+"""Torch modules for the Caffe layers whose semantics no stock module has.
+
+Compiled models import this module and torch only. Each class keeps Caffe's
+blob layout for its tensors, so weights copy in without transposes.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class InnerProduct(nn.Module):
+    """Flattens from `axis`, then y = x W^T + b (W is N x K, or K x N when `transpose`)."""
+
+    def __init__(self, axis: int, inputs: int, outputs: int, bias: bool, transpose: bool = False):
+        super().__init__()
+        self.axis, self.transpose = axis, transpose
+        shape = (inputs, outputs) if transpose else (outputs, inputs)
+        self.weight = nn.Parameter(torch.empty(shape))
+        self.bias = nn.Parameter(torch.zeros(outputs)) if bias else None
+
+    def forward(self, x):
+        x = x.flatten(self.axis)
+        weight = self.weight.t() if self.transpose else self.weight
+        return F.linear(x, weight, self.bias)
+
+
+class CaffeBatchNorm(nn.Module):
+    """Caffe's BatchNorm: blobs are mean and variance, both multiplied by a scale factor s
+    (the running sum of weights); the statistics are mean / s and variance / s (s = 0: zeros)."""
+
+    def __init__(self, channels: int, eps: float, use_global_stats: bool | None, momentum: float):
+        super().__init__()
+        self.eps, self.use_global_stats, self.momentum = eps, use_global_stats, momentum
+        self.register_buffer("mean", torch.zeros(channels))
+        self.register_buffer("variance", torch.zeros(channels))
+        self.register_buffer("scale_factor", torch.ones(1))
+
+    def forward(self, x):
+        factor = self.scale_factor[0]
+        factor = torch.where(factor == 0, torch.zeros_like(factor), 1 / factor)
+        global_stats = (not self.training) if self.use_global_stats is None else self.use_global_stats
+        if global_stats:
+            mean, var = self.mean * factor, self.variance * factor
+        else:
+            dims = [0] + list(range(2, x.dim()))
+            mean, var = x.mean(dims), x.var(dims, unbiased=False)
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return (x - mean.view(shape)) / torch.sqrt(var.view(shape) + self.eps)
+
+
+class Scale(nn.Module):
+    """x * gamma (+ beta), gamma spanning axes [axis, axis + len(shape)) of x; with a second
+    input, that input is gamma."""
+
+    def __init__(self, axis: int, shape: tuple, ndim: int, learned: bool, bias: bool):
+        super().__init__()
+        self.view = (1,) * axis + tuple(shape) + (1,) * (ndim - axis - len(shape))
+        self.weight = nn.Parameter(torch.ones(shape)) if learned else None
+        self.bias = nn.Parameter(torch.zeros(shape)) if bias else None
+
+    def forward(self, x, factor=None):
+        factor = self.weight if factor is None else factor
+        y = x * factor.reshape(self.view) if factor is not None else x
+        return y + self.bias.reshape(self.view) if self.bias is not None else y
+
+
+class Bias(nn.Module):
+    def __init__(self, axis: int, shape: tuple, ndim: int, learned: bool):
+        super().__init__()
+        self.view = (1,) * axis + tuple(shape) + (1,) * (ndim - axis - len(shape))
+        self.bias = nn.Parameter(torch.zeros(shape)) if learned else None
+
+    def forward(self, x, bias=None):
+        return x + (self.bias if bias is None else bias).reshape(self.view)
+
+
+class Eltwise(nn.Module):
+    def __init__(self, operation: str, coeffs: tuple = ()):
+        super().__init__()
+        self.operation, self.coeffs = operation, tuple(coeffs)
+
+    def forward(self, *xs):
+        if self.operation == "PROD":
+            return math.prod(xs[1:], start=xs[0])
+        if self.operation == "MAX":
+            out = xs[0]
+            for x in xs[1:]:
+                out = torch.maximum(out, x)
+            return out
+        if self.coeffs:
+            out = xs[0] * self.coeffs[0]
+            for coeff, x in zip(self.coeffs[1:], xs[1:]):
+                out = out + coeff * x
+            return out
+        out = xs[0]
+        for x in xs[1:]:
+            out = out + x
+        return out
+
+
+class Concat(nn.Module):
+    def __init__(self, axis: int):
+        super().__init__()
+        self.axis = axis
+
+    def forward(self, *xs):
+        return torch.cat(xs, self.axis)
+
+
+class Split(nn.Module):
+    def __init__(self, count: int):
+        super().__init__()
+        self.count = count
+
+    def forward(self, x):
+        return (x,) * self.count
+
+
+class Slice(nn.Module):
+    def __init__(self, axis: int, sizes: tuple):
+        super().__init__()
+        self.axis, self.sizes = axis, list(sizes)
+
+    def forward(self, x):
+        return tuple(torch.split(x, self.sizes, self.axis))
+
+
+class Crop(nn.Module):
+    """Bottom 0 cut to bottom 1's size on axes >= axis, starting at the offsets."""
+
+    def __init__(self, axis: int, offsets: tuple):
+        super().__init__()
+        self.axis, self.offsets = axis, tuple(offsets)
+
+    def forward(self, x, reference):
+        for i, offset in enumerate(self.offsets):
+            dim = self.axis + i
+            x = x.narrow(dim, offset, reference.shape[dim])
+        return x
+
+
+class Flatten(nn.Module):
+    def __init__(self, start: int, end: int):
+        super().__init__()
+        self.start, self.end = start, end
+
+    def forward(self, x):
+        return x.flatten(self.start, self.end)
+
+
+class Reshape(nn.Module):
+    """Caffe's Reshape on axes [start, end): 0 copies a dim, -1 infers one."""
+
+    def __init__(self, start: int, end: int | None, dims: tuple):
+        super().__init__()
+        self.start, self.end, self.dims = start, end, tuple(dims)
+
+    def forward(self, x):
+        end = x.dim() if self.end is None else self.end
+        middle = [x.shape[self.start + i] if d == 0 else d for i, d in enumerate(self.dims)]
+        return x.reshape(list(x.shape[:self.start]) + middle + list(x.shape[end:]))
+
+
+class Power(nn.Module):
+    """(shift + scale * x) ** power."""
+
+    def __init__(self, power: float, scale: float, shift: float):
+        super().__init__()
+        self.power, self.scale, self.shift = power, scale, shift
+
+    def forward(self, x):
+        y = self.shift + self.scale * x
+        return y if self.power == 1 else y ** self.power
+
+
+class Exp(nn.Module):
+    """base ** (shift + scale * x); base -1 means e."""
+
+    def __init__(self, base: float, scale: float, shift: float):
+        super().__init__()
+        self.log_base = 1.0 if base == -1 else math.log(base)
+        self.scale, self.shift = scale, shift
+
+    def forward(self, x):
+        return torch.exp(self.log_base * (self.shift + self.scale * x))
+
+
+class Log(nn.Module):
+    """log_base(shift + scale * x); base -1 means e."""
+
+    def __init__(self, base: float, scale: float, shift: float):
+        super().__init__()
+        self.inverse_log_base = 1.0 if base == -1 else 1 / math.log(base)
+        self.scale, self.shift = scale, shift
+
+    def forward(self, x):
+        return torch.log(self.shift + self.scale * x) * self.inverse_log_base
+
+
+class AbsVal(nn.Module):
+    def forward(self, x):
+        return x.abs()
+
+
+class Threshold(nn.Module):
+    def __init__(self, threshold: float):
+        super().__init__()
+        self.threshold = threshold
+
+    def forward(self, x):
+        return (x > self.threshold).to(x.dtype)
+
+
+class Clip(nn.Module):
+    def __init__(self, low: float, high: float):
+        super().__init__()
+        self.low, self.high = low, high
+
+    def forward(self, x):
+        return x.clamp(self.low, self.high)
+
+
+class Swish(nn.Module):
+    def __init__(self, beta: float):
+        super().__init__()
+        self.beta = beta
+
+    def forward(self, x):
+        return x * torch.sigmoid(self.beta * x)
+
+
+class WithinChannelLRN(nn.Module):
+    """x / (1 + alpha * avg_{size x size}(x^2)) ** beta, the window padded with zeros
+    that count in the average (Caffe builds it from AVE pooling)."""
+
+    def __init__(self, size: int, alpha: float, beta: float):
+        super().__init__()
+        self.size, self.alpha, self.beta = size, alpha, beta
+
+    def forward(self, x):
+        pad = (self.size - 1) // 2
+        mean = F.avg_pool2d(x * x, self.size, 1, pad, ceil_mode=True, count_include_pad=True)
+        return x * (1 + self.alpha * mean) ** -self.beta
+
+
+class MVN(nn.Module):
+    def __init__(self, normalize_variance: bool, across_channels: bool, eps: float):
+        super().__init__()
+        self.normalize_variance, self.eps = normalize_variance, eps
+        self.start = 1 if across_channels else 2
+
+    def forward(self, x):
+        dims = tuple(range(self.start, x.dim()))
+        x = x - x.mean(dims, keepdim=True)
+        if self.normalize_variance:
+            x = x / (x.pow(2).mean(dims, keepdim=True).sqrt() + self.eps)
+        return x
+
+
+class Interp(nn.Module):
+    """DeepLab's Interp: crop/pad by pad_beg/pad_end (<= 0), then bilinear with aligned corners."""
+
+    def __init__(self, size: tuple | None, pad_begin: int, pad_end: int):
+        super().__init__()
+        self.size, self.pad_begin, self.pad_end = size, pad_begin, pad_end
+
+    def forward(self, x, reference=None):
+        height, width = x.shape[2:]
+        x = x[..., -self.pad_begin:height + self.pad_end, -self.pad_begin:width + self.pad_end]
+        size = tuple(reference.shape[2:]) if reference is not None else self.size
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
+
+
+class StochasticPoolTest(nn.Module):
+    """Stochastic pooling at test time: the activation-weighted average, sum(x^2) / sum(x)."""
+
+    def __init__(self, kernel, stride, pad):
+        super().__init__()
+        self.kernel, self.stride, self.pad = kernel, stride, pad
+
+    def forward(self, x):
+        squares = F.avg_pool2d(x * x, self.kernel, self.stride, self.pad, ceil_mode=True)
+        sums = F.avg_pool2d(x, self.kernel, self.stride, self.pad, ceil_mode=True)
+        return torch.where(sums > 0, squares / sums.clamp_min(1e-30), torch.zeros_like(sums))
