@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import keyword
 import re
+import warnings
 
+import numpy as np
 import torch
 from torch import fx, nn
 
@@ -18,6 +20,7 @@ from netdef.errors import LoweringError, Problem, WeightError, raise_if_errors
 
 from .ir import Layer, Net
 from .layers._lowering import LoweringContext, LoweringIssue, ModuleSpec
+from .fillers import fill
 from .weights import CaffeLayer
 
 
@@ -28,6 +31,7 @@ def lower(net: Net, *, allow_python_layers: bool = False) -> fx.GraphModule:
     graph = fx.Graph()
     values: dict[str, fx.Node] = {}  # blob id -> node
     names = Names()
+    targets: list[tuple[int, str]] = []
     for layer in net.layers:
         if layer.rule.is_input:
             for blob_id in layer.tops:
@@ -40,6 +44,7 @@ def lower(net: Net, *, allow_python_layers: bool = False) -> fx.GraphModule:
             continue
         attribute = names.identifier(layer.name)
         root.add_module(attribute, spec.build())
+        targets.append((layer.index, attribute))
         node = graph.call_module(attribute, tuple(values[b] for b in layer.bottoms))
         node.name = attribute
         _annotate(net, node, layer)
@@ -52,8 +57,9 @@ def lower(net: Net, *, allow_python_layers: bool = False) -> fx.GraphModule:
     graph.output({net.blobs[b].name: values[b] for b in output_blobs(net)})
     module = fx.GraphModule(root, graph, class_name=_class_name(net))
     module.graph.lint()
-    module.caffe_blobs = {layer.name: specs[layer.index].blobs for layer in net.layers
-                          if specs.get(layer.index) is not None and specs[layer.index].blobs}
+    # (Caffe layer index, submodule name, its tensors in Caffe blob order), for weights
+    module.caffe_parameters = [(index, target, specs[index].blobs) for index, target in targets
+                               if specs[index].blobs]
     return module
 
 
@@ -116,6 +122,23 @@ def _class_name(net: Net) -> str:
 
 
 # ------------------------------------------------------------------ weights
+def apply_fillers(module: fx.GraphModule, net: Net, seed: int = 0) -> None:
+    """Initialise every parameter as Caffe would before loading weights: the prototxt's fillers."""
+    rng = np.random.default_rng(seed)
+    with torch.no_grad():
+        for index, target, blob_names in module.caffe_parameters:
+            layer = net.layers[index]
+            fillers = layer.rule.fillers(layer.param)
+            for name, (filler, default) in zip(blob_names, fillers):
+                tensor = getattr(module.get_submodule(target), name)
+                try:
+                    values = fill(tuple(tensor.shape), filler, rng, default)
+                except ValueError as exc:
+                    raise LoweringError(problems=[net.problem(LoweringError, str(exc), layer)]) \
+                        from None
+                tensor.copy_(torch.from_numpy(values))
+
+
 def bind_weights(module: fx.GraphModule, net: Net, caffe_layers: list[CaffeLayer],
                  weights_path: str) -> None:
     """Copy caffemodel blobs into the module: by layer name, duplicates in order.
@@ -125,39 +148,34 @@ def bind_weights(module: fx.GraphModule, net: Net, caffe_layers: list[CaffeLayer
     by_name: dict[str, list[CaffeLayer]] = {}
     for caffe_layer in caffe_layers:
         by_name.setdefault(caffe_layer.name, []).append(caffe_layer)
-    attributes = {node.meta["caffe_layer"]: [] for node in module.graph.nodes
-                  if node.op == "call_module"}
-    for node in module.graph.nodes:
-        if node.op == "call_module":
-            attributes[node.meta["caffe_layer"]].append(node.target)
     copies, problems = [], []
-    for layer in net.layers:
-        blob_names = module.caffe_blobs.get(layer.name)
-        if not blob_names or not by_name.get(layer.name):
+    for index, target, blob_names in module.caffe_parameters:
+        layer = net.layers[index]
+        if not by_name.get(layer.name):
             continue
         caffe_layer = by_name[layer.name].pop(0)
-        target = attributes[layer.name].pop(0)
         tensors = [getattr(module.get_submodule(target), name) for name in blob_names]
         if len(caffe_layer.blobs) > len(tensors):
-            problems.append(_weight_problem(net, layer, weights_path,
+            problems.append(_weight_problem(layer, weights_path,
                                             f"the caffemodel has {len(caffe_layer.blobs)} blobs; "
                                             f"the layer takes {len(tensors)}"))
             continue
-        for index, (array, tensor) in enumerate(zip(caffe_layer.blobs, tensors)):
+        for position, (array, tensor) in enumerate(zip(caffe_layer.blobs, tensors)):
             if tuple(array.shape) != tuple(tensor.shape):
                 if array.size == tensor.numel() and _legacy_4d(array.shape, tensor.shape):
                     array = array.reshape(tensor.shape)
                 else:
                     problems.append(_weight_problem(
-                        net, layer, weights_path,
-                        f"blob {index}: expected shape {_fmt(tensor.shape)}, the caffemodel has "
-                        f"{_fmt(array.shape)}"))
+                        layer, weights_path, f"blob {position}: expected shape "
+                        f"{_fmt(tensor.shape)}, the caffemodel has {_fmt(array.shape)}"))
                     continue
             copies.append((tensor, array))
     raise_if_errors(problems)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # the arrays are read-only views of the mmapped file; copy_ only reads them
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         for tensor, array in copies:
-            tensor.copy_(torch.from_numpy(array.astype(array.dtype.newbyteorder("="), copy=True)))
+            tensor.copy_(torch.from_numpy(np.asarray(array, dtype=np.float32)))
 
 
 def _legacy_4d(found, expected) -> bool:
@@ -165,7 +183,7 @@ def _legacy_4d(found, expected) -> bool:
     return len(found) == 4 and tuple(d for d in found if d != 1) == tuple(d for d in expected if d != 1)
 
 
-def _weight_problem(net, layer, path, message) -> Problem:
+def _weight_problem(layer, path, message) -> Problem:
     return Problem(WeightError, message, path, None, layer.name, layer.type)
 
 

@@ -47,14 +47,15 @@ def analyze(source, inputs=None, *, phase: str = "TEST", strict: bool = False):
 
 
 def load(prototxt, weights=None, *, phase: str = "TEST", inputs=None, device="cpu", dtype=None,
-         allow_python_layers: bool = False):
+         allow_python_layers: bool = False, seed: int = 0):
     """The net as a torch.fx.GraphModule; `forward(**inputs)` returns {blob name: tensor}
     for the net's outputs. Weights come from a .caffemodel when given; `device="meta"`
-    builds the structure alone. The module is in eval mode (TEST semantics)."""
+    builds the structure alone. Parameters the caffemodel lacks get the prototxt's fillers
+    (seeded). The module is in eval mode for TEST, train mode for TRAIN."""
     import torch
 
     from .compiler.analysis import check_net
-    from .compiler.lower import bind_weights, lower
+    from .compiler.lower import apply_fillers, bind_weights, lower
     from .compiler.weights import read_caffemodel
     from .errors import raise_if_errors
 
@@ -63,8 +64,10 @@ def load(prototxt, weights=None, *, phase: str = "TEST", inputs=None, device="cp
     caffe_layers = read_caffemodel(weights) if weights is not None else None
     with torch.device("meta") if str(device) == "meta" else _no_context():
         module = lower(net, allow_python_layers=allow_python_layers)
-    if caffe_layers is not None and str(device) != "meta":
-        bind_weights(module, net, caffe_layers, str(weights))
+    if str(device) != "meta":
+        apply_fillers(module, net, seed)
+        if caffe_layers is not None:
+            bind_weights(module, net, caffe_layers, str(weights))
     module.to(device=device if str(device) != "meta" else None, dtype=dtype)
     return module.train(phase.upper() == "TRAIN")
 

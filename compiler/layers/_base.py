@@ -79,6 +79,10 @@ class LayerRule:
         from ._lowering import LoweringIssue
         raise LoweringIssue(f"netdef cannot run {self.type_name} layers yet")
 
+    def fillers(self, layer) -> tuple:
+        """(FillerParameter or None, default value) per blob of the lowered module, in Caffe order."""
+        return ()
+
     def summary(self, layer) -> str:
         """The key parameters in a few characters, for drawings (e.g. '3x3 /2 pad 1, 64')."""
         return ""

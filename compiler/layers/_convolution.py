@@ -107,6 +107,10 @@ class ConvolutionLike(LayerRule):
                         kernel_size=window.kernel, stride=window.stride, padding=window.pad,
                         dilation=window.dilation, groups=param.group, bias=param.bias_term)
 
+    def fillers(self, layer):
+        param = layer.convolution_param
+        return ((param.weight_filler, 0.0), (param.bias_filler, 0.0))[:1 + param.bias_term]
+
 
 def axis_label(axis: int, num_spatial: int = 2) -> str:
     return {0: "height", 1: "width"}.get(axis, f"spatial axis {axis}") if num_spatial == 2 \

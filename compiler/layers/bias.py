@@ -19,3 +19,6 @@ class Bias(BroadcastRule):
         learned = len(ctx.bottom_shapes) == 1
         return runtime("Bias", ("bias",) * learned, axis=axis, shape=shape,
                        ndim=len(ctx.bottom_shapes[0]), learned=learned)
+
+    def fillers(self, layer):
+        return ((layer.bias_param.filler, 0.0),) if len(layer.bottom) == 1 else ()

@@ -35,3 +35,7 @@ class InnerProduct(LayerRule):
         return runtime("InnerProduct", ("weight", "bias") if param.bias_term else ("weight",),
                        axis=axis, inputs=count(shape, axis), outputs=param.num_output,
                        bias=param.bias_term, transpose=param.transpose)
+
+    def fillers(self, layer):
+        param = layer.inner_product_param
+        return ((param.weight_filler, 0.0), (param.bias_filler, 0.0))[:1 + param.bias_term]

@@ -14,3 +14,7 @@ class PReLU(PointwiseRule):
     def lower(self, layer, ctx):
         channels = 1 if layer.prelu_param.channel_shared else ctx.bottom_shapes[0][1]
         return torch_nn("PReLU", ("weight",), num_parameters=channels, init=0.25)
+
+    def fillers(self, layer):
+        param = layer.prelu_param
+        return ((param.filler if param.HasField("filler") else None, 0.25),)

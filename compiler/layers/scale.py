@@ -20,3 +20,9 @@ class Scale(BroadcastRule):
         blobs = ("weight",) * learned + ("bias",) * bias
         return runtime("Scale", blobs, axis=axis, shape=shape, ndim=len(ctx.bottom_shapes[0]),
                        learned=learned, bias=bias)
+
+    def fillers(self, layer):
+        param = layer.scale_param
+        weight = ((param.filler if param.HasField("filler") else None, 1.0),) \
+            if len(layer.bottom) == 1 else ()
+        return weight + ((param.bias_filler, 0.0),) * param.bias_term
