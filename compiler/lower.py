@@ -9,6 +9,7 @@ definition order. Each node records its Caffe layer name and prototxt line in
 from __future__ import annotations
 
 import keyword
+import operator
 import re
 import warnings
 
@@ -52,7 +53,7 @@ def lower(net: Net, *, allow_python_layers: bool = False) -> fx.GraphModule:
             values[layer.tops[0]] = node
         else:
             for position, blob_id in enumerate(layer.tops):
-                item = graph.call_function(_getitem, (node, position))
+                item = graph.call_function(operator.getitem, (node, position))
                 values[blob_id] = item
     graph.output({net.blobs[b].name: values[b] for b in output_blobs(net)})
     module = fx.GraphModule(root, graph, class_name=_class_name(net))
@@ -60,11 +61,8 @@ def lower(net: Net, *, allow_python_layers: bool = False) -> fx.GraphModule:
     # (Caffe layer index, submodule name, its tensors in Caffe blob order), for weights
     module.caffe_parameters = [(index, target, specs[index].blobs) for index, target in targets
                                if specs[index].blobs]
+    module.caffe_specs = {target: specs[index] for index, target in targets}
     return module
-
-
-def _getitem(values, index):
-    return values[index]
 
 
 def module_specs(net: Net) -> tuple[dict[int, ModuleSpec | None], list[Problem]]:

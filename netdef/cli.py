@@ -45,6 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
     draw.add_argument("-o", "--output", required=True, help="FILE.svg, .png, .pdf or .dot")
     draw.add_argument("--rankdir", default="TB", type=str.upper, choices=["TB", "LR", "BT", "RL"])
 
+    compile_ = commands.add_parser("compile", help="write model.py, weights.safetensors, "
+                                   "report.json and graph.svg for a net")
+    _net_arguments(compile_)
+    compile_.add_argument("--weights", help="a .caffemodel (default: the prototxt's fillers)")
+    compile_.add_argument("-o", "--output", default="compiled", help="output folder")
+    compile_.add_argument("--format", default="fx", choices=["fx", "pt2", "onnx"],
+                          help="also export torch.export (pt2) or ONNX")
+
     upgrade = commands.add_parser("upgrade", help="rewrite a V0/V1 net in the current format")
     upgrade.add_argument("net")
     upgrade.add_argument("-o", "--output", required=True)
@@ -136,6 +144,15 @@ def cmd_draw(args) -> int:
     return 0
 
 
+def cmd_compile(args) -> int:
+    from .compiler.codegen import compile_net
+
+    written = compile_net(args.net, args.output, weights=args.weights, inputs=dict(args.input),
+                          phase=args.phase, fmt=args.format)
+    print(f"{args.net}: compiled to {args.output}/: " + ", ".join(written))
+    return 0
+
+
 def cmd_upgrade(args) -> int:
     from google.protobuf import text_format
 
@@ -170,7 +187,7 @@ def cmd_layers(args) -> int:
     return 0
 
 
-COMMANDS = {"check": cmd_check, "info": cmd_info, "draw": cmd_draw, "upgrade": cmd_upgrade, "layers": cmd_layers}
+COMMANDS = {"check": cmd_check, "info": cmd_info, "draw": cmd_draw, "compile": cmd_compile, "upgrade": cmd_upgrade, "layers": cmd_layers}
 
 
 def main(argv=None) -> int:
