@@ -27,6 +27,13 @@ def _input_spec(text: str) -> tuple[str, tuple[int, ...]]:
     return name, shape
 
 
+def _input_file(text: str) -> tuple[str, str]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=FILE.npy, got {text!r}")
+    return name, path
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="netdef", description="Check, analyse and upgrade Caffe network definitions.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -52,6 +59,21 @@ def build_parser() -> argparse.ArgumentParser:
     compile_.add_argument("-o", "--output", default="compiled", help="output folder")
     compile_.add_argument("--format", default="fx", choices=["fx", "pt2", "onnx"],
                           help="also export torch.export (pt2) or ONNX")
+
+    run = commands.add_parser("run", help="run a net on .npy inputs, write the outputs as .npz")
+    run.add_argument("net")
+    run.add_argument("--weights", help="a .caffemodel (default: the prototxt's fillers)")
+    run.add_argument("--input", action="append", default=[], required=True, metavar="NAME=FILE.npy",
+                     type=_input_file)
+    run.add_argument("--out", default="outputs.npz")
+    run.add_argument("--device", default="cpu")
+    run.add_argument("--phase", default="TEST", type=str.upper, choices=["TRAIN", "TEST"])
+
+    convert = commands.add_parser("convert", help="caffemodel -> safetensors")
+    convert.add_argument("weights", help="a .caffemodel")
+    convert.add_argument("--net", help="name tensors after the net's modules (conv1.weight) "
+                                       "instead of layer.blob index (conv1.0)")
+    convert.add_argument("-o", "--output", required=True)
 
     upgrade = commands.add_parser("upgrade", help="rewrite a V0/V1 net in the current format")
     upgrade.add_argument("net")
@@ -153,6 +175,53 @@ def cmd_compile(args) -> int:
     return 0
 
 
+def cmd_run(args) -> int:
+    import numpy as np
+    import torch
+
+    from . import load
+
+    feeds = {}
+    for name, path in args.input:
+        if not path.endswith(".npy"):
+            raise UsageError(f"--input {name}: only .npy files can be read, not {path!r}")
+        try:
+            feeds[name] = np.load(path, allow_pickle=False).astype(np.float32)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--input {name}: cannot read {path}: {exc}") from None
+    module = load(args.net, args.weights, phase=args.phase, device=args.device,
+                  inputs={name: value.shape for name, value in feeds.items()})
+    with torch.no_grad():
+        outputs = module(**{name: torch.from_numpy(value).to(args.device)
+                            for name, value in feeds.items()})
+    arrays = {name: value.detach().cpu().numpy() for name, value in outputs.items()}
+    np.savez(args.out, **arrays)
+    for name, value in arrays.items():
+        print(f"{name}: {'x'.join(map(str, value.shape))}, min {value.min():.4g}, "
+              f"max {value.max():.4g}")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_convert(args) -> int:
+    from .compiler.codegen import write_safetensors
+    from .compiler.weights import read_caffemodel
+
+    if args.net:
+        from . import load
+        tensors = load(args.net, args.weights).state_dict()
+    else:
+        tensors, seen = {}, {}
+        for layer in read_caffemodel(args.weights):
+            seen[layer.name] = seen.get(layer.name, 0) + 1
+            key = layer.name if seen[layer.name] == 1 else f"{layer.name}@{seen[layer.name]}"
+            tensors.update({f"{key}.{index}": blob for index, blob in enumerate(layer.blobs)})
+    write_safetensors(args.output, tensors)
+    total = sum(int(getattr(t, "nbytes", 0) or t.numel() * 4) for t in tensors.values())
+    print(f"{args.weights}: {len(tensors)} tensors, {total / 1e6:.1f} MB written to {args.output}")
+    return 0
+
+
 def cmd_upgrade(args) -> int:
     from google.protobuf import text_format
 
@@ -187,7 +256,8 @@ def cmd_layers(args) -> int:
     return 0
 
 
-COMMANDS = {"check": cmd_check, "info": cmd_info, "draw": cmd_draw, "compile": cmd_compile, "upgrade": cmd_upgrade, "layers": cmd_layers}
+COMMANDS = {"check": cmd_check, "info": cmd_info, "draw": cmd_draw, "compile": cmd_compile,
+            "run": cmd_run, "convert": cmd_convert, "upgrade": cmd_upgrade, "layers": cmd_layers}
 
 
 def main(argv=None) -> int:

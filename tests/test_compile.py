@@ -63,3 +63,32 @@ def test_pt2_export_matches(cli, tmp_path):
     x = torch.randn(1, 3, 64, 64)
     expected = netdef.load(model, inputs={"data": (1, 3, 64, 64)})(data=x)["score"]
     assert torch.allclose(program.module()(data=x)["score"], expected, atol=1e-5)
+
+
+def test_run_writes_outputs(cli, tmp_path, zoo):
+    x = np.random.default_rng(0).standard_normal((2, 4, 9, 11)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    code, text, _ = cli("run", ZOO, "--weights", zoo, "--input", f"data={tmp_path / 'x.npy'}",
+                        "--out", tmp_path / "y.npz")
+    assert code == 0 and "softmax: 2x4x9x11" in text
+    with torch.no_grad():
+        expected = netdef.load(ZOO, zoo)(data=torch.from_numpy(x))
+    saved = np.load(tmp_path / "y.npz")
+    assert all(np.array_equal(saved[k], v.numpy()) for k, v in expected.items())
+    assert cli("run", ZOO, "--input", "data=x.png")[0] == 2
+
+
+def test_convert_names_tensors_by_layer_or_module(cli, tmp_path, zoo):
+    from safetensors.numpy import load_file
+
+    from netdef.compiler.weights import read_caffemodel
+
+    assert cli("convert", zoo, "-o", tmp_path / "raw.safetensors")[0] == 0
+    raw = load_file(str(tmp_path / "raw.safetensors"))
+    layers = {layer.name: layer.blobs for layer in read_caffemodel(zoo)}
+    assert set(raw) == {f"{name}.{i}" for name, blobs in layers.items() for i in range(len(blobs))}
+    assert np.array_equal(raw["bn.2"], layers["bn"][2]) and raw["conv.0"].shape == (6, 2, 3, 3)
+    assert cli("convert", zoo, "--net", ZOO, "-o", tmp_path / "named.safetensors")[0] == 0
+    named = load_file(str(tmp_path / "named.safetensors"))
+    assert np.array_equal(named["conv.weight"], layers["conv"][0])
+    assert np.array_equal(named["bn.scale_factor"], layers["bn"][2])
