@@ -30,6 +30,9 @@ class CaffeLayer:
     name: str
     type: str
     blobs: list[np.ndarray] = field(default_factory=list)
+    # (file offset, bytes) of each blob's float32 data when it lies packed in the file, so
+    # a converter can copy it file to file in the kernel; None where it was decoded
+    spans: list[tuple[int, int] | None] = field(default_factory=list)
 
 
 class WireError(Exception):
@@ -113,9 +116,19 @@ def read_caffemodel(path: str | os.PathLike) -> list[CaffeLayer]:
     except OSError as exc:
         raise _error(path, f"cannot read: {exc.strerror or exc}") from None
     try:
-        return parse_layers(memoryview(buffer))
+        layers = parse_layers(memoryview(buffer))
     except WireError as exc:
         raise _error(path, str(exc)) from None
+    base = np.frombuffer(buffer, np.uint8).ctypes.data
+    for layer in layers:
+        layer.spans = [(blob.ctypes.data - base, blob.nbytes)
+                       if blob.dtype == np.dtype("<f4") and _inside(blob, base, size) else None
+                       for blob in layer.blobs]
+    return layers
+
+
+def _inside(blob: np.ndarray, base: int, size: int) -> bool:
+    return blob.flags.c_contiguous and base <= blob.ctypes.data < base + size
 
 
 def parse_layers(buffer) -> list[CaffeLayer]:

@@ -204,19 +204,24 @@ def cmd_run(args) -> int:
 
 
 def cmd_convert(args) -> int:
-    from .compiler.codegen import write_safetensors
+    from .compiler.safetensors_io import write_safetensors
     from .compiler.weights import read_caffemodel
 
     if args.net:
         from . import load
-        tensors = load(args.net, args.weights).state_dict()
+        tensors, spans = load(args.net, args.weights).state_dict(), {}
+        write_safetensors(args.output, tensors)
     else:
-        tensors, seen = {}, {}
-        for layer in read_caffemodel(args.weights):
-            seen[layer.name] = seen.get(layer.name, 0) + 1
-            key = layer.name if seen[layer.name] == 1 else f"{layer.name}@{seen[layer.name]}"
-            tensors.update({f"{key}.{index}": blob for index, blob in enumerate(layer.blobs)})
-    write_safetensors(args.output, tensors)
+        tensors, spans, seen = {}, {}, {}
+        with open(args.weights, "rb") as source:
+            for layer in read_caffemodel(args.weights):
+                seen[layer.name] = seen.get(layer.name, 0) + 1
+                key = layer.name if seen[layer.name] == 1 else f"{layer.name}@{seen[layer.name]}"
+                for index, (blob, span) in enumerate(zip(layer.blobs, layer.spans)):
+                    tensors[f"{key}.{index}"] = blob
+                    if span is not None:
+                        spans[f"{key}.{index}"] = (source.fileno(), *span)
+            write_safetensors(args.output, tensors, spans)
     total = sum(int(getattr(t, "nbytes", 0) or t.numel() * 4) for t in tensors.values())
     print(f"{args.weights}: {len(tensors)} tensors, {total / 1e6:.1f} MB written to {args.output}")
     return 0
