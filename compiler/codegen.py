@@ -96,7 +96,14 @@ def compile_net(net_path, out_dir, *, weights=None, inputs=None, phase="TEST", f
         torch.export.save(program, str(out / "model.pt2"))
         written.append("model.pt2")
     elif fmt == "onnx":
+        try:
+            import onnx  # noqa: F401  (torch's exporter needs it)
+        except ImportError:
+            raise netdef.UsageError("--format onnx needs the onnx package (pip install onnx)") \
+                from None
+        with torch.no_grad():
+            outputs = list(module(**example))
         torch.onnx.export(module, (), str(out / "model.onnx"), kwargs=example, dynamo=False,
-                          input_names=list(example))
+                          input_names=list(example), output_names=outputs)
         written.append("model.onnx")
     return written

@@ -92,3 +92,20 @@ def test_convert_names_tensors_by_layer_or_module(cli, tmp_path, zoo):
     named = load_file(str(tmp_path / "named.safetensors"))
     assert np.array_equal(named["conv.weight"], layers["conv"][0])
     assert np.array_equal(named["bn.scale_factor"], layers["bn"][2])
+
+
+def test_onnx_export_matches_reference_evaluator(cli, tmp_path, zoo):
+    onnx = pytest.importorskip("onnx")
+    from onnx.reference import ReferenceEvaluator
+
+    out = tmp_path / "compiled"
+    assert cli("compile", ZOO, "--weights", zoo, "--format", "onnx", "-o", out)[0] == 0
+    model = onnx.load(str(out / "model.onnx"))
+    onnx.checker.check_model(model)
+    x = np.random.default_rng(0).standard_normal((2, 4, 9, 11)).astype(np.float32)
+    with torch.no_grad():
+        ours = netdef.load(ZOO, zoo)(data=torch.from_numpy(x))
+    names = [output.name for output in model.graph.output]
+    assert names == list(ours)
+    for name, value in zip(names, ReferenceEvaluator(model).run(None, {"data": x})):
+        assert np.allclose(value, ours[name].numpy(), rtol=1e-4, atol=1e-5), name

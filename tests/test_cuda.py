@@ -1,0 +1,33 @@
+"""The same module on CUDA (runs where a GPU is present; skipped elsewhere)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import netdef
+
+from .test_compile import zoo  # noqa: F401  (fixture)
+from .conftest import ROOT
+from .test_layer_zoo import ZOO
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@cuda
+def test_layer_zoo_on_cuda_matches_cpu(zoo):  # noqa: F811
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 4, 9, 11)).astype(np.float32))
+    with torch.no_grad():
+        cpu = netdef.load(ZOO, zoo)(data=x)
+        gpu = netdef.load(ZOO, zoo, device="cuda")(data=x.cuda())
+    for name, value in cpu.items():
+        assert gpu[name].device.type == "cuda"
+        assert torch.allclose(gpu[name].cpu(), value, rtol=1e-3, atol=1e-4), name
+
+
+@cuda
+def test_fcn8s_on_cuda():
+    model = netdef.load(ROOT / "models" / "fcn8s.prototxt", device="cuda")
+    with torch.no_grad():
+        out = model(data=torch.randn(1, 3, 500, 500, device="cuda"))["score"]
+    assert out.shape == (1, 21, 500, 500) and out.is_cuda
