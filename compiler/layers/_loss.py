@@ -1,6 +1,8 @@
 """Loss layers: a scalar top (optional, as in Caffe) and a label whose count must fit."""
 from __future__ import annotations
 
+from netdef.proto import netdef_pb2 as pb
+
 from ._base import LayerRule, ShapeIssue, canonical_axis, count, fmt
 
 
@@ -19,6 +21,17 @@ class LossRule(LayerRule):
 
     def extra_tops(self, layer, bottoms) -> list:
         return []
+
+
+def loss_settings(layer) -> dict:
+    """ignore_label (None when unset) and the normalization mode's name, legacy `normalize`
+    included (true: VALID, false: BATCH_SIZE), as Caffe's LossLayer reads them."""
+    param = layer.loss_param
+    mode = pb.LossParameter.NormalizationMode.Name(param.normalization)
+    if not param.HasField("normalization") and param.HasField("normalize"):
+        mode = "VALID" if param.normalize else "BATCH_SIZE"
+    ignore = param.ignore_label if param.HasField("ignore_label") else None
+    return {"ignore_label": ignore, "normalization": mode}
 
 
 def labels_per_position(prediction, label, axis: int, label_bottom: int = 1) -> None:

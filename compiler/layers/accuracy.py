@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from ._base import Issue, canonical_axis, register
 from ._loss import LossRule, labels_per_position
+from ._lowering import runtime
 
 
 @register
@@ -22,3 +23,9 @@ class Accuracy(LossRule):
     def extra_tops(self, layer, bottoms):
         axis = canonical_axis(layer.accuracy_param.axis, len(bottoms[0]))
         return [(bottoms[0][axis],)]
+
+    def lower(self, layer, ctx):
+        param = layer.accuracy_param
+        ignore = param.ignore_label if param.HasField("ignore_label") else None
+        return runtime("Accuracy", axis=param.axis % len(ctx.bottom_shapes[0]), top_k=param.top_k,
+                       ignore_label=ignore, per_class=len(layer.top) == 2)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from ._base import register
 from ._loss import LossRule, labels_per_item, same_count
+from ._lowering import runtime
 
 
 @register
@@ -14,3 +15,7 @@ class ContrastiveLoss(LossRule):
     def check_label(self, layer, bottoms):
         same_count(bottoms[0], bottoms[1])
         labels_per_item(bottoms[0], bottoms[2])
+
+    def lower(self, layer, ctx):
+        param = layer.contrastive_loss_param
+        return runtime("ContrastiveLoss", margin=param.margin, legacy=param.legacy_version)

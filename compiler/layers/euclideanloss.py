@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from ._base import register
 from ._loss import LossRule, same_count
+from ._lowering import runtime
 
 
 @register
@@ -11,3 +12,6 @@ class EuclideanLoss(LossRule):
 
     def check_label(self, layer, bottoms):
         same_count(bottoms[0], bottoms[1], start=1)
+
+    def lower(self, layer, ctx):
+        return runtime("EuclideanLoss")

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+from netdef.proto import netdef_pb2 as pb
+
 from ._base import register
 from ._loss import LossRule, labels_per_item
+from ._lowering import runtime
 
 
 @register
@@ -12,3 +15,6 @@ class HingeLoss(LossRule):
 
     def check_label(self, layer, bottoms):
         labels_per_item(bottoms[0], bottoms[1])
+
+    def lower(self, layer, ctx):
+        return runtime("HingeLoss", squared=layer.hinge_loss_param.norm == pb.HingeLossParameter.L2)

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 from ._base import Issue, register
-from ._loss import LossRule, labels_per_position
+from ._loss import LossRule, labels_per_position, loss_settings
+from ._lowering import LoweringIssue, runtime
 
 
 @register
@@ -22,3 +23,11 @@ class InfogainLoss(LossRule):
 
     def extra_tops(self, layer, bottoms):
         return [bottoms[0]]
+
+    def lower(self, layer, ctx):
+        if len(layer.bottom) < 3:
+            raise LoweringIssue("the infogain matrix must come as bottom 2; reading it from "
+                                "infogain_loss_param.source is not supported yet",
+                                ("infogain_loss_param", "source"))
+        axis = layer.infogain_loss_param.axis % len(ctx.bottom_shapes[0])
+        return runtime("InfogainLoss", axis=axis, **loss_settings(layer))

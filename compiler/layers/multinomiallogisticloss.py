@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from ._base import register
 from ._loss import LossRule, labels_per_item
+from ._lowering import runtime
 
 
 @register
@@ -11,3 +12,6 @@ class MultinomialLogisticLoss(LossRule):
 
     def check_label(self, layer, bottoms):
         labels_per_item(bottoms[0], bottoms[1])
+
+    def lower(self, layer, ctx):
+        return runtime("MultinomialLogisticLoss")

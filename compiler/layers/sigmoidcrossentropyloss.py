@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 from ._base import register
-from ._loss import LossRule, same_count
+from ._loss import LossRule, same_count, loss_settings
+from ._lowering import runtime
 
 
 @register
@@ -12,3 +13,6 @@ class SigmoidCrossEntropyLoss(LossRule):
 
     def check_label(self, layer, bottoms):
         same_count(bottoms[0], bottoms[1])
+
+    def lower(self, layer, ctx):
+        return runtime("SigmoidCrossEntropyLoss", **loss_settings(layer))

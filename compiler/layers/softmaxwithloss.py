@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 from ._base import register
-from ._loss import LossRule, labels_per_position
+from ._loss import LossRule, labels_per_position, loss_settings
+from ._lowering import runtime
 
 
 @register
@@ -16,3 +17,8 @@ class SoftmaxWithLoss(LossRule):
 
     def extra_tops(self, layer, bottoms):
         return [bottoms[0]]
+
+    def lower(self, layer, ctx):
+        axis = layer.softmax_param.axis % len(ctx.bottom_shapes[0])
+        return runtime("SoftmaxWithLoss", axis=axis, with_prob=len(layer.top) == 2,
+                       **loss_settings(layer))
