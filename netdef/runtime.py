@@ -436,3 +436,33 @@ class Accuracy(nn.Module):
         hits = torch.zeros(classes, device=x.device).index_add_(0, safe[hit], torch.ones_like(
             safe[hit], dtype=torch.float))
         return accuracy, torch.where(totals > 0, hits / totals.clamp_min(1), torch.zeros_like(hits))
+
+
+class CaffePool(nn.Module):
+    """MAX or AVE pooling done the long way, for the settings torch's pooling cannot express:
+    padding over half the kernel, or a last window that starts past the input (Caffe keeps it
+    when there is no padding). Padding is explicit (-FLT_MAX for MAX, as Caffe's initial value;
+    zeros for AVE) and AVE divides by Caffe's divisor: the window clipped to the padded extent."""
+
+    def __init__(self, method: str, kernel: tuple, stride: tuple, pad: tuple, in_size: tuple,
+                 out_size: tuple):
+        super().__init__()
+        self.method, self.kernel, self.stride = method, tuple(kernel), tuple(stride)
+        self.out_size = tuple(out_size)
+        spans = [(o - 1) * s + k for o, s, k in zip(out_size, stride, kernel)]
+        self.padding = (pad[1], max(spans[1] - in_size[1] - pad[1], 0),
+                        pad[0], max(spans[0] - in_size[0] - pad[0], 0))
+        divisors = [torch.tensor([max(min(o * s - p + k, n + p) - (o * s - p), 1)
+                                  for o in range(size)], dtype=torch.float32)
+                    for size, s, p, k, n in zip(out_size, stride, pad, kernel, in_size)]
+        self.register_buffer("divisor", torch.outer(*divisors), persistent=False)
+
+    def forward(self, x):
+        fill = -3.4028234663852886e38 if self.method == "MAX" else 0.0
+        x = F.pad(x, self.padding, value=fill)
+        if self.method == "MAX":
+            y = F.max_pool2d(x, self.kernel, self.stride)
+        else:
+            y = F.avg_pool2d(x, self.kernel, self.stride) * (self.kernel[0] * self.kernel[1])
+            y = y[..., :self.out_size[0], :self.out_size[1]] / self.divisor.to(y.dtype)
+        return y[..., :self.out_size[0], :self.out_size[1]]

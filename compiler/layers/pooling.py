@@ -82,10 +82,18 @@ class Pooling(LayerRule):
             if method == "MAX":
                 return torch_nn("AdaptiveMaxPool2d", output_size=1)
             return torch_nn("AdaptiveAvgPool2d", output_size=1)
+        ceil = param.round_mode == pb.PoolingParameter.CEIL and param.ceil_mode
+        caffe_size = ctx.top_shapes[0][2:]
+        torch_size = tuple(torch_pooled_size(n, k, s, p, ceil) for n, k, s, p in
+                           zip(shape[2:], window.kernel, window.stride, window.pad))
+        if method in ("MAX", "AVE") and len(layer.top) == 1 and (
+                torch_size != tuple(caffe_size) or any(2 * p > k for p, k in zip(window.pad,
+                                                                                  window.kernel))):
+            return runtime("CaffePool", method=method, kernel=window.kernel, stride=window.stride,
+                           pad=window.pad, in_size=tuple(shape[2:]), out_size=tuple(caffe_size))
         if any(2 * p > k for p, k in zip(window.pad, window.kernel)):
             raise LoweringIssue(f"pad {fmt(window.pad)} larger than half the kernel "
-                                f"{fmt(window.kernel)} cannot run yet", _P + ("pad",))
-        ceil = param.round_mode == pb.PoolingParameter.CEIL and param.ceil_mode
+                                f"{fmt(window.kernel)} cannot run yet here", _P + ("pad",))
         common = dict(kernel_size=window.kernel, stride=window.stride, padding=window.pad,
                       ceil_mode=ceil)
         if method == "MAX":
@@ -94,6 +102,15 @@ class Pooling(LayerRule):
             return torch_nn("AvgPool2d", count_include_pad=True, **common)
         return runtime("StochasticPoolTest", kernel=window.kernel, stride=window.stride,
                        pad=window.pad)
+
+
+def torch_pooled_size(size: int, kernel: int, stride: int, pad: int, ceil: bool) -> int:
+    """torch's rule, which drops a last window starting past the input even without padding."""
+    span = size + 2 * pad - kernel
+    out = (-(-span // stride) if ceil else span // stride) + 1
+    if ceil and (out - 1) * stride >= size + pad:
+        out -= 1
+    return out
 
 
 def pooled_size(size: int, kernel: int, stride: int, pad: int, ceil: bool, name: str) -> int:

@@ -14,10 +14,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import netdef
+from netdef.compiler.caffemodel import write_caffemodel
 
 WIDTH = 200
 LONGEST = 1500  # blobs beyond it make the reference matrices too big
@@ -44,7 +46,9 @@ def pool_matrix(n, k, s, p):
     if p and (out - 1) * s >= n + p:
         out -= 1
     o, j = np.ogrid[:out, :k]
-    return np.minimum(scatter(out, n, o, o * s - p + j, 1.0), 1)
+    start = o * s - p
+    divisor = np.maximum(np.minimum(start + k, n + p) - start, 1)  # Caffe's AVE divisor
+    return scatter(out, n, o, start + j, 1.0 / divisor)
 
 
 def bilinear(k):
@@ -82,10 +86,13 @@ def build(stack):
     text = ['layer { name: "in" type: "Input" top: "data" '
             f'input_param {{ shape {{ dim: 1 dim: 1 dim: 1 dim: {WIDTH} }} }} }}']
     total, bottom, n = np.eye(WIDTH), "data", WIDTH
+    weights = []  # (layer, type, blobs) for the lowered module: ones and 1-D bilinear tents
     for index, spec in enumerate(stack):
         top = f"b{index}"
         if spec["type"] == "conv":
             m = conv_matrix(n, spec["k"], spec["s"], spec["p"], spec["d"])
+            weights.append((top, "Convolution", [np.ones((1, 1, 1, spec["k"]), np.float32),
+                                                 np.zeros(1, np.float32)]))
             body = (f'type: "Convolution" convolution_param {{ num_output: 1 kernel_size: 1 '
                     f'kernel_size: {spec["k"]} stride: 1 stride: {spec["s"]} pad: 0 pad: {spec["p"]} '
                     f'dilation: 1 dilation: {spec["d"]} }}')
@@ -99,6 +106,8 @@ def build(stack):
             s = spec["s"]
             k = 2 * s - 1 if spec["odd"] else 2 * s
             m = deconv_matrix(n, k, s, spec["p"])
+            weights.append((top, "Deconvolution", [bilinear(k).reshape(1, 1, 1, k).astype(np.float32),
+                                                   np.zeros(1, np.float32)]))
             body = (f'type: "Deconvolution" convolution_param {{ num_output: 1 kernel_size: 1 '
                     f'kernel_size: {k} stride: 1 stride: {s} pad: 0 pad: {spec["p"]} }}')
         else:
@@ -114,7 +123,7 @@ def build(stack):
             return None
         text.append(f'layer {{ name: "{top}" bottom: "{bottom}" {body} top: "{top}" }}')
         total, bottom, n = m @ total, top, m.shape[0]
-    return "\n".join(text), total, bottom
+    return "\n".join(text), total, bottom, weights
 
 
 def measured(total):
@@ -137,7 +146,7 @@ def measured(total):
 def test_receptive_field_matches_one_hot_support(stack):
     built = build(stack)
     assume(built is not None)
-    text, total, top = built
+    text, total, top, _ = built
     reference = measured(total)
     assume(reference is not None)
     rf = netdef.analyze(text).blob(top).rf["data"]
@@ -146,3 +155,40 @@ def test_receptive_field_matches_one_hot_support(stack):
     assert abs(rf["stride"][1] - stride) < 1e-9
     assert abs(rf["offset"][1] - offset) < 1e-9
     assert (rf["size"][0], rf["stride"][0], rf["offset"][0]) == (1, 1, 0)  # untouched height
+
+
+def lowered_matrix(text: str, top: str, weights, folder) -> np.ndarray:
+    """The lowered torch module's matrix: the net is linear (constant-one and bilinear weights,
+    zero biases, average pooling), so feeding every one-hot input at once gives its columns."""
+    import torch
+
+    model = folder / "stack.caffemodel" if weights else None
+    if model:
+        with open(model, "wb") as handle:
+            write_caffemodel(handle, weights)
+    module = netdef.load(text, model, inputs={"data": (WIDTH, 1, 1, WIDTH)})
+    extra = {name: torch.zeros(WIDTH, *shape[1:]) for name, shape in
+             netdef.analyze(text).inputs.items() if name != "data"}
+    with torch.no_grad():
+        out = module(data=torch.eye(WIDTH).reshape(WIDTH, 1, 1, WIDTH), **extra)[top]
+    return out.reshape(WIDTH, -1).T.double().numpy()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(layers, min_size=1, max_size=3))
+def test_lowered_module_has_the_reference_support_and_receptive_field(tmp_path_factory, stack):
+    built = build(stack)
+    assume(built is not None)
+    text, total, top, weights = built
+    reference = measured(total)
+    assume(reference is not None)
+    lowered = lowered_matrix(text, top, weights, tmp_path_factory.mktemp("stack"))
+    # the torch module computes exactly the reference operator ...
+    assert lowered.shape == total.shape
+    assert np.allclose(lowered, total, atol=1e-5 * max(1.0, np.abs(total).max()))
+    # ... so its one-hot supports give netdef's receptive field too
+    size, stride, offset = measured(np.where(np.abs(lowered) > 1e-6 * np.abs(lowered).max(),
+                                             lowered, 0))
+    rf = netdef.analyze(text).blob(top).rf["data"]
+    assert (rf["size"][1], rf["stride"][1]) == (size, pytest.approx(stride, abs=1e-4))
+    assert rf["offset"][1] == pytest.approx(offset, abs=1e-4)  # float32 centroids
