@@ -466,3 +466,87 @@ class CaffePool(nn.Module):
             y = F.avg_pool2d(x, self.kernel, self.stride) * (self.kernel[0] * self.kernel[1])
             y = y[..., :self.out_size[0], :self.out_size[1]] / self.divisor.to(y.dtype)
         return y[..., :self.out_size[0], :self.out_size[1]]
+
+
+# ------------------------------------------------------------------ more layers
+class BN(nn.Module):
+    """PSPNet/SegNet's BN: scale * (x - mean) / sqrt(var + eps) + shift with stored statistics
+    (blobs: scale, shift, mean, variance, each 1 x C x 1 x 1)."""
+
+    def __init__(self, channels: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.scale = nn.Parameter(torch.ones(1, channels, 1, 1))
+        self.shift = nn.Parameter(torch.zeros(1, channels, 1, 1))
+        self.register_buffer("mean", torch.zeros(1, channels, 1, 1))
+        self.register_buffer("variance", torch.ones(1, channels, 1, 1))
+
+    def forward(self, x):
+        return self.scale * (x - self.mean) / torch.sqrt(self.variance + self.eps) + self.shift
+
+
+class Unpool(nn.Module):
+    """SegNet's Upsample: each value back to the position its MAX pooling mask recorded."""
+
+    def __init__(self, scale: tuple, size: tuple):
+        super().__init__()
+        self.scale, self.size = tuple(scale), tuple(size)
+
+    def forward(self, x, mask):
+        return F.max_unpool2d(x, mask.long(), self.scale, self.scale, output_size=self.size)
+
+
+class ArgMax(nn.Module):
+    """Indices (or values, or both per item) of the top_k entries along `axis`, or over all
+    entries of each item when no axis is given; indices as floats, as Caffe stores them."""
+
+    def __init__(self, axis: int | None, top_k: int, out_max_val: bool):
+        super().__init__()
+        self.axis, self.top_k, self.out_max_val = axis, top_k, out_max_val
+
+    def forward(self, x):
+        if self.axis is not None:
+            values, indices = x.topk(self.top_k, self.axis)
+            return values if self.out_max_val else indices.to(x.dtype)
+        values, indices = x.flatten(1).topk(self.top_k, 1)
+        parts = [indices.to(x.dtype)] + ([values] if self.out_max_val else [])
+        return torch.stack(parts, 1)
+
+
+class Reduction(nn.Module):
+    def __init__(self, operation: str, axis: int, coeff: float):
+        super().__init__()
+        self.operation, self.axis, self.coeff = operation, axis, coeff
+
+    def forward(self, x):
+        x = x.flatten(self.axis) if self.axis < x.dim() else x.unsqueeze(-1)
+        if self.operation == "ASUM":
+            x = x.abs()
+        elif self.operation == "SUMSQ":
+            x = x * x
+        reduced = x.mean(-1) if self.operation == "MEAN" else x.sum(-1)
+        return reduced * self.coeff
+
+
+class Tile(nn.Module):
+    def __init__(self, axis: int, tiles: int):
+        super().__init__()
+        self.axis, self.tiles = axis, tiles
+
+    def forward(self, x):
+        repeats = [1] * x.dim()
+        repeats[self.axis] = self.tiles
+        return x.repeat(repeats)
+
+
+class Embed(nn.Module):
+    """Rows of W (input_dim x num_output, Caffe's layout) picked by integer-valued inputs."""
+
+    def __init__(self, input_dim: int, num_output: int, bias: bool):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(input_dim, num_output))
+        self.bias = nn.Parameter(torch.zeros(num_output)) if bias else None
+
+    def forward(self, x):
+        y = F.embedding(x.long(), self.weight)
+        return y + self.bias if self.bias is not None else y

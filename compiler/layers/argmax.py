@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from ._base import Issue, LayerRule, ShapeIssue, canonical_axis, count, register
+from ._lowering import runtime
 
 _P = ("argmax_param",)
 
@@ -34,3 +35,8 @@ class ArgMax(LayerRule):
         if param.HasField("axis") and ctx.keeps_positions(param.axis):
             return ctx.passthrough(1)
         return [ctx.ended()]  # without an axis ArgMax reduces over everything but the batch
+
+    def lower(self, layer, ctx):
+        param = layer.argmax_param
+        axis = param.axis % len(ctx.bottom_shapes[0]) if param.HasField("axis") else None
+        return runtime("ArgMax", axis=axis, top_k=param.top_k, out_max_val=param.out_max_val)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from ._base import register
 from ._pointwise import PointwiseRule
+from ._lowering import runtime
 
 
 @register
@@ -10,3 +11,12 @@ class BN(PointwiseRule):
     description = "dialect (PSPNet): batch normalisation fused with a per-channel scale and shift"
     family = "norm"
     params = ("bn_param",)
+
+    def lower(self, layer, ctx):
+        return runtime("BN", ("scale", "shift", "mean", "variance"),
+                       channels=ctx.bottom_shapes[0][1], eps=layer.bn_param.eps)
+
+    def fillers(self, layer):
+        param = layer.bn_param
+        return ((param.slope_filler if param.HasField("slope_filler") else None, 1.0),
+                (param.bias_filler, 0.0), (None, 0.0), (None, 1.0))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from ._base import Issue, LayerRule, register
+from ._lowering import runtime
 
 _P = ("embed_param",)
 
@@ -19,3 +20,13 @@ class Embed(LayerRule):
 
     def top_shapes(self, layer, bottoms):
         return [bottoms[0] + (layer.embed_param.num_output,)]
+
+    def lower(self, layer, ctx):
+        param = layer.embed_param
+        return runtime("Embed", ("weight", "bias") if param.bias_term else ("weight",),
+                       input_dim=param.input_dim, num_output=param.num_output,
+                       bias=param.bias_term)
+
+    def fillers(self, layer):
+        param = layer.embed_param
+        return ((param.weight_filler, 0.0), (param.bias_filler, 0.0))[:1 + param.bias_term]

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from netdef.proto import netdef_pb2 as pb
+
 from ._base import LayerRule, canonical_axis, register
+from ._lowering import runtime
 
 
 @register
@@ -14,3 +17,8 @@ class Reduction(LayerRule):
         axis = canonical_axis(layer.reduction_param.axis, len(bottoms[0]),
                               ("reduction_param", "axis"))
         return [bottoms[0][:axis]]
+
+    def lower(self, layer, ctx):
+        param = layer.reduction_param
+        return runtime("Reduction", operation=pb.ReductionParameter.ReductionOp.Name(param.operation),
+                       axis=param.axis % len(ctx.bottom_shapes[0]), coeff=param.coeff)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from ._base import Issue, LayerRule, canonical_axis, register
+from ._lowering import runtime
 
 _P = ("tile_param",)
 
@@ -27,3 +28,7 @@ class Tile(LayerRule):
         if ctx.keeps_positions(layer.tile_param.axis):
             return ctx.passthrough(1)
         return [ctx.ended()]
+
+    def lower(self, layer, ctx):
+        param = layer.tile_param
+        return runtime("Tile", axis=param.axis % len(ctx.bottom_shapes[0]), tiles=param.tiles)

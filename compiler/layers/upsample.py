@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from ._base import LayerRule, ShapeIssue, fmt, register
 from ._spatial import map_axes
+from ._lowering import runtime
 
 _P = ("upsample_param",)
 
@@ -37,3 +38,8 @@ class Upsample(LayerRule):
                 return None
             return tuple(m.transposed_window(scale, scale, 0) for m, scale in zip(maps, scales))
         return [map_axes(ctx.bottoms[0].field, through)]
+
+    def lower(self, layer, ctx):
+        param = layer.upsample_param
+        return runtime("Unpool", scale=(param.scale_h or param.scale, param.scale_w or param.scale),
+                       size=tuple(ctx.top_shapes[0][2:]))
