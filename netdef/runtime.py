@@ -550,3 +550,41 @@ class Embed(nn.Module):
     def forward(self, x):
         y = F.embedding(x.long(), self.weight)
         return y + self.bias if self.bias is not None else y
+
+
+class Im2col(nn.Module):
+    """Convolution windows unfolded into channels: C x kh x kw values per output position."""
+
+    def __init__(self, kernel: tuple, stride: tuple, pad: tuple, dilation: tuple, out_size: tuple):
+        super().__init__()
+        self.kernel, self.stride, self.pad = tuple(kernel), tuple(stride), tuple(pad)
+        self.dilation, self.out_size = tuple(dilation), tuple(out_size)
+
+    def forward(self, x):
+        columns = F.unfold(x, self.kernel, self.dilation, self.pad, self.stride)
+        return columns.reshape(x.shape[0], -1, *self.out_size)
+
+
+class Parameter(nn.Module):
+    """A learned blob as the layer's output (Caffe's Parameter layer)."""
+
+    def __init__(self, shape: tuple):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(shape))
+
+    def forward(self):
+        return self.weight
+
+
+class BatchReindex(nn.Module):
+    def forward(self, x, index):
+        return x[index.long()]
+
+
+class Filter(nn.Module):
+    """Keeps the items whose selector is non-zero (the count is known only at run time)."""
+
+    def forward(self, *xs):
+        *data, selector = xs
+        keep = selector.reshape(-1) != 0
+        return data[0][keep] if len(data) == 1 else tuple(d[keep] for d in data)

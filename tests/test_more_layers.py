@@ -80,3 +80,22 @@ def test_reduction_tile_embed(tmp_path):
               'embed_param { input_dim: 5 num_output: 7 } }',
               [("e", "Embed", [table, bias])], tmp_path, x=ids)["e"]
     assert np.allclose(out, table[ids.astype(int)] + bias)
+
+
+def test_im2col_parameter_batchreindex_filter(tmp_path):
+    out = run('layer { name: "c" type: "Im2col" bottom: "data" top: "c" '
+              'convolution_param { kernel_size: 3 pad: 1 stride: 2 } }')["c"]
+    padded = np.pad(X, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    assert out.shape == (2, 27, 2, 3)
+    # channel c * 9 + ky * 3 + kx at output (i, j) reads padded input (2i + ky, 2j + kx)
+    assert np.isclose(out[1, 2 * 9 + 1 * 3 + 2, 1, 2], padded[1, 2, 2 + 1, 4 + 2])
+    weight = RNG.standard_normal((3, 4)).astype(np.float32)
+    out = run('layer { name: "p" type: "Parameter" top: "p" '
+              'parameter_param { shape { dim: 3 dim: 4 } } }', [("p", "Parameter", [weight])],
+              tmp_path)["p"]
+    assert np.array_equal(out, weight)
+    body = ('layer { name: "idx" type: "Input" top: "idx" input_param { shape { dim: 3 } } }\n'
+            'layer { name: "r" type: "BatchReindex" bottom: "data" bottom: "idx" top: "r" }\n')
+    module = netdef.load(INPUT + body)
+    out = module(data=torch.from_numpy(X), idx=torch.tensor([1.0, 0.0, 1.0]))["r"].numpy()
+    assert np.array_equal(out, X[[1, 0, 1]])

@@ -11,3 +11,6 @@ class SinkRule(LayerRule):
 
     def top_shapes(self, layer, bottoms):
         return []
+
+    def lower(self, layer, ctx):
+        return None  # Caffe writes files here; a torch module has nothing to compute

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from ._base import LayerRule, ShapeIssue, fmt, register
+from ._lowering import runtime
 
 
 @register
@@ -19,3 +20,6 @@ class BatchReindex(LayerRule):
 
     def spatial_map(self, layer, ctx):
         return ctx.passthrough(1)  # it gathers whole items
+
+    def lower(self, layer, ctx):
+        return runtime("BatchReindex")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from ._base import LayerRule, ShapeIssue, count, register
+from ._lowering import runtime
 
 
 @register
@@ -21,3 +22,6 @@ class Filter(LayerRule):
 
     def spatial_map(self, layer, ctx):
         return [ctx.merged(ctx.bottoms[:-1])] * len(layer.top)  # it selects whole items
+
+    def lower(self, layer, ctx):
+        return runtime("Filter")

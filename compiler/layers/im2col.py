@@ -4,6 +4,8 @@ import math
 
 from ._base import register
 from ._convolution import ConvolutionLike
+from ._lowering import runtime
+from ._window import conv_window
 
 
 @register
@@ -15,3 +17,8 @@ class Im2col(ConvolutionLike):
 
     def out_channels(self, param, channels, window):
         return channels * math.prod(window.kernel)
+
+    def lower(self, layer, ctx):
+        window = conv_window(layer.convolution_param, len(ctx.bottom_shapes[0]) - 2)
+        return runtime("Im2col", kernel=window.kernel, stride=window.stride, pad=window.pad,
+                       dilation=window.dilation, out_size=tuple(ctx.top_shapes[0][2:]))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from ._base import LayerRule, register
+from ._lowering import runtime
 
 
 @register
@@ -16,3 +17,6 @@ class Parameter(LayerRule):
 
     def top_shapes(self, layer, bottoms):
         return self.input_shapes(layer)
+
+    def lower(self, layer, ctx):
+        return runtime("Parameter", ("weight",), shape=tuple(layer.parameter_param.shape.dim))
