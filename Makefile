@@ -24,6 +24,10 @@ demo: setup
 	$(BIN)/netdef check $(DEMO_NET) --phase TRAIN
 	$(BIN)/netdef info $(DEMO_NET)
 	$(BIN)/netdef draw $(DEMO_NET) -o demo-fcn8s.svg
+	$(BIN)/netdef compile $(DEMO_NET) --input data=1,3,224,224 -o demo-fcn8s
+	$(BIN)/python -c "import sys, torch; sys.path.insert(0, 'demo-fcn8s'); import model; \
+		print('demo-fcn8s/model.py ->', {k: tuple(v.shape) for k, v in \
+		model.load()(data=torch.randn(1, 3, 224, 224)).items()})"
 	$(BIN)/netdef check $(LEGACY_NET)
 	$(BIN)/netdef check $(OFFSETLESS_NET)
 
@@ -44,4 +48,4 @@ proto: setup
 	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=netdef/proto protos/netdef.proto
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache demo-fcn8s.svg
+	rm -rf $(VENV) *.egg-info .pytest_cache demo-fcn8s.svg demo-fcn8s
