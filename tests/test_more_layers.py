@@ -99,3 +99,16 @@ def test_im2col_parameter_batchreindex_filter(tmp_path):
     module = netdef.load(INPUT + body)
     out = module(data=torch.from_numpy(X), idx=torch.tensor([1.0, 0.0, 1.0]))["r"].numpy()
     assert np.array_equal(out, X[[1, 0, 1]])
+
+
+def test_python_layer_in_the_middle_is_never_imported():
+    import sys
+
+    # its tops become inputs the caller supplies; the user's module is never imported
+    body = ('layer { name: "py" type: "Python" bottom: "data" top: "py" '
+            'python_param { module: "evil_module_netdef_test" layer: "Boom" } }\n'
+            'layer { name: "r" type: "ReLU" bottom: "py" top: "r" }\n')
+    module = netdef.load(INPUT + body, inputs={"py": (1, 2)})
+    out = module(data=torch.zeros(2, 3, 4, 6), py=torch.tensor([[-1.0, 2.0]]))["r"]
+    assert out.tolist() == [[0.0, 2.0]]
+    assert "evil_module_netdef_test" not in sys.modules
