@@ -107,10 +107,10 @@ def blob_label(blob) -> str:
     parts = [blob.name]
     if blob.shape is not None:
         parts.append("x".join(map(str, blob.shape)))
-    for name, entry in rf_json(blob.coords).items():
+    rf = rf_json(blob.coords)
+    for name, entry in rf.items():
         size, stride = (_values(entry[key]) for key in ("size", "stride"))
-        parts.append(f"rf {size} / {stride}" if len(rf_json(blob.coords)) == 1
-                     else f"{name}: rf {size} / {stride}")
+        parts.append(f"rf {size} / {stride}" if len(rf) == 1 else f"{name}: rf {size} / {stride}")
     return "\\n".join(_quote(part) for part in parts)
 
 
@@ -126,6 +126,8 @@ def render(dot_source: str, path: str, fmt: str) -> None:
     except FileNotFoundError:
         raise UsageError("graphviz's `dot` is not installed (Debian: apt-get install graphviz); "
                          "write a .dot file instead") from None
+    except subprocess.TimeoutExpired:
+        raise UsageError("dot took over 120 s; write a .dot file and render it yourself") from None
     if result.returncode:
         raise UsageError(f"dot failed: {result.stderr.decode(errors='replace').strip()}")
 

@@ -20,12 +20,13 @@ from torch import fx, nn
 from netdef.errors import LoweringError, Problem, WeightError, raise_if_errors
 
 from .ir import Layer, Net
+from .layers._base import fmt
 from .layers._lowering import LoweringContext, LoweringIssue, ModuleSpec
 from .fillers import fill
 from .weights import CaffeLayer
 
 
-def lower(net: Net, *, allow_python_layers: bool = False) -> fx.GraphModule:
+def lower(net: Net) -> fx.GraphModule:
     specs, problems = module_specs(net)
     raise_if_errors(problems)
     root = nn.Module()
@@ -154,7 +155,7 @@ def bind_weights(module: fx.GraphModule, net: Net, caffe_layers: list[CaffeLayer
         caffe_layer = by_name[layer.name].pop(0)
         tensors = [getattr(module.get_submodule(target), name) for name in blob_names]
         if len(caffe_layer.blobs) > len(tensors):
-            problems.append(_weight_problem(layer, weights_path,
+            problems.append(_weight_problem(net, layer, weights_path,
                                             f"the caffemodel has {len(caffe_layer.blobs)} blobs; "
                                             f"the layer takes {len(tensors)}"))
             continue
@@ -164,8 +165,8 @@ def bind_weights(module: fx.GraphModule, net: Net, caffe_layers: list[CaffeLayer
                     array = array.reshape(tensor.shape)
                 else:
                     problems.append(_weight_problem(
-                        layer, weights_path, f"blob {position}: expected shape "
-                        f"{_fmt(tensor.shape)}, the caffemodel has {_fmt(array.shape)}"))
+                        net, layer, weights_path, f"blob {position}: expected shape "
+                        f"{fmt(tuple(tensor.shape))}, the caffemodel has {fmt(array.shape)}"))
                     continue
             copies.append((tensor, array))
     raise_if_errors(problems)
@@ -181,9 +182,6 @@ def _legacy_4d(found, expected) -> bool:
     return len(found) == 4 and tuple(d for d in found if d != 1) == tuple(d for d in expected if d != 1)
 
 
-def _weight_problem(layer, path, message) -> Problem:
-    return Problem(WeightError, message, path, None, layer.name, layer.type)
-
-
-def _fmt(shape) -> str:
-    return "x".join(map(str, shape)) or "scalar"
+def _weight_problem(net: Net, layer: Layer, path: str, message: str) -> Problem:
+    """Located at the layer in the prototxt; the message names the weights file."""
+    return net.problem(WeightError, f"{message} (in {path})", layer)

@@ -63,7 +63,7 @@ def load(prototxt, weights=None, *, phase: str = "TEST", inputs=None, device="cp
     raise_if_errors(problems)
     caffe_layers = read_caffemodel(weights) if weights is not None else None
     with torch.device("meta") if str(device) == "meta" else _no_context():
-        module = lower(net, allow_python_layers=allow_python_layers)
+        module = lower(net)  # allow_python_layers: reserved; Python tops are inputs
     if str(device) != "meta":
         apply_fillers(module, net, seed)
         if caffe_layers is not None:

@@ -281,3 +281,8 @@ def main(argv=None) -> int:
         return 1
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # unreadable input, unwritable output folder...
+        if debug:
+            traceback.print_exc()
+        print(f"netdef: error: {exc}", file=sys.stderr)
+        return 1

@@ -99,3 +99,10 @@ def test_literal_crops_option(cli):
     _, literal, _ = cli("check", source, "--literal-crops")
     assert solved.count("solved from the coordinate maps") == 3
     assert "solved from" not in literal and "not aligned" in literal
+
+
+def test_file_system_errors_exit_1_without_traceback(cli, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    code, _, err = cli("compile", FCN8S, "-o", blocker / "inside")
+    assert code == 1 and "netdef: error:" in err and "Traceback" not in err

@@ -131,7 +131,7 @@ class AxisMap:
         return AxisMap(self.stride, self.offset, _shortest_period(joined))
 
     def to_json(self) -> tuple:
-        return self.size, _number(self.stride), _number(self.offset)
+        return self.size, number(self.stride), number(self.offset)
 
 
 def _shortest_period(patterns: list) -> tuple:
@@ -142,7 +142,7 @@ def _shortest_period(patterns: list) -> tuple:
     return tuple(patterns)
 
 
-def _number(value: Fraction) -> int | float:
+def number(value: Fraction) -> int | float:
     return int(value) if value.denominator == 1 else float(value)
 
 
@@ -175,8 +175,8 @@ def map_axes(field, axis_maps: Callable[[tuple], tuple | None]):
 
 
 def describe(maps: tuple) -> str:
-    strides = "x".join(str(_number(m.stride)) for m in maps)
-    offsets = "x".join(str(_number(m.offset)) for m in maps)
+    strides = "x".join(str(number(m.stride)) for m in maps)
+    offsets = "x".join(str(number(m.offset)) for m in maps)
     return f"stride {strides}, offset {offsets}"
 
 

@@ -1,9 +1,7 @@
 from __future__ import annotations
 
-from fractions import Fraction
-
 from ._base import LayerRule, ShapeIssue, canonical_axis, fmt, register
-from ._spatial import EVERYWHERE
+from ._spatial import EVERYWHERE, number
 from ._lowering import runtime
 
 _P = ("crop_param",)
@@ -52,7 +50,7 @@ class Crop(LayerRule):
         solved, reason = solve_offsets(data.field, reference.field, axis)
         if not layer.HasField("crop_param") and ctx.solve_crops:
             offsets = self._use_solution(ctx, axis, offsets, solved, reason)
-        elif solved is not None and solved != offsets[-len(solved):]:
+        elif solved and solved != offsets[-len(solved):]:
             right = [0] * (len(offsets) - len(solved)) + solved
             ctx.warn(f"offsets {list_text(offsets)} do not align the blobs: the coordinate maps "
                      f"give {list_text(right)}", _P + ("offset",))
@@ -139,10 +137,6 @@ def solve_offsets(data_field, reference_field, axis: int):
                           f"'{name}'; a crop needs a whole, non-negative number")
         offsets.append(int(offset))
     return offsets, None
-
-
-def number(value: Fraction):
-    return int(value) if value.denominator == 1 else float(value)
 
 
 def list_text(values) -> str:

@@ -104,6 +104,7 @@ def test_wrong_blob_shape_names_layer_blob_and_shapes(tmp_path):
         netdef.load(proto, model)
     message = str(error.value)
     assert "layer 'fc' (InnerProduct)" in message
+    assert message.startswith(f"{proto}:5: ") and str(model) in message  # prototxt line, file
     assert "blob 0: expected shape 4x27, the caffemodel has 4x26" in message
 
 
