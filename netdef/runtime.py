@@ -588,3 +588,165 @@ class Filter(nn.Module):
         *data, selector = xs
         keep = selector.reshape(-1) != 0
         return data[0][keep] if len(data) == 1 else tuple(d[keep] for d in data)
+
+
+# ------------------------------------------------------------------ regions
+def _round_half_away(x: torch.Tensor) -> torch.Tensor:
+    """C's round(): halves go away from zero (torch.round sends them to even)."""
+    return torch.sign(x) * torch.floor(x.abs() + 0.5)
+
+
+class ROIPooling(nn.Module):
+    """fast-rcnn's region max pooling. Each region (batch index, x1, y1, x2, y2 in input
+    pixels) is scaled and rounded to feature cells, split into pooled_h x pooled_w bins with
+    floor/ceil edges, and each bin max-pooled; a bin left empty by clipping gives 0."""
+
+    def __init__(self, pooled_h: int, pooled_w: int, spatial_scale: float):
+        super().__init__()
+        self.pooled = (pooled_h, pooled_w)
+        self.spatial_scale = spatial_scale
+
+    def forward(self, features, rois):
+        rois = rois.reshape(rois.shape[0], 5)
+        out = features.new_zeros(rois.shape[0], features.shape[1], *self.pooled)
+        # float32 like Caffe, so bin edges round the same way
+        scaled = _round_half_away(rois[:, 1:].float() * torch.tensor(self.spatial_scale))
+        starts, ends = scaled[:, :2], scaled[:, 2:]
+        sizes = (ends - starts + 1).clamp_min(1)
+        edges = [self._bin_edges(starts[:, axis], sizes[:, axis], self.pooled[1 - axis],
+                                 features.shape[3 - axis]) for axis in (1, 0)]  # rows, columns
+        for index, batch in enumerate(rois[:, 0].long().tolist()):
+            rows = [edge[index] for edge in edges[0]]
+            columns = [edge[index] for edge in edges[1]]
+            out[index] = self._pool(features[batch], rows, columns)
+        return out
+
+    @staticmethod
+    def _bin_edges(start, size, bins: int, limit: int):
+        """(first, end) cell of every bin for every region, clipped to the map."""
+        step = (size / bins).unsqueeze(1)
+        index = torch.arange(bins, dtype=torch.float32)
+        first = torch.floor(index * step) + start.unsqueeze(1)
+        end = torch.ceil((index + 1) * step) + start.unsqueeze(1)
+        return first.clamp(0, limit).long(), end.clamp(0, limit).long()
+
+    @staticmethod
+    def _pool(features, rows, columns):
+        """Max of each (row bin, column bin) cell of one region; empty bins give 0."""
+        (row_first, row_end), (col_first, col_end) = rows, columns
+        top, bottom = int(row_first.min()), int(row_end.max())
+        left, right = int(col_first.min()), int(col_end.max())
+        if bottom <= top or right <= left:
+            return features.new_zeros(features.shape[0], len(row_first), len(col_first))
+        region = features[:, top:bottom, left:right]
+        row_at = torch.arange(top, bottom, device=features.device)
+        col_at = torch.arange(left, right, device=features.device)
+        in_col = (col_at >= col_first.to(features.device)[:, None]) & (col_at < col_end.to(
+            features.device)[:, None])  # bins x columns
+        in_row = (row_at >= row_first.to(features.device)[:, None]) & (row_at < row_end.to(
+            features.device)[:, None])
+        lowest = torch.finfo(features.dtype).min
+        by_column = region.unsqueeze(2).masked_fill(~in_col, lowest).amax(-1)  # C x rows x PW
+        pooled = by_column.unsqueeze(1).masked_fill(~in_row[:, :, None], lowest).amax(2)
+        empty = ~(in_row.any(1)[:, None] & in_col.any(1)[None, :])
+        return pooled.masked_fill(empty, 0)
+
+
+class SPP(nn.Module):
+    """Spatial pyramid pooling: level l pools into 2^l x 2^l bins (kernel ceil(H / 2^l),
+    stride = kernel, padding half the remainder, as Caffe computes them), each level
+    flattened, all concatenated; one level keeps its N x C x 1 x 1 shape."""
+
+    def __init__(self, levels: list):
+        super().__init__()
+        self.levels = nn.ModuleList(CaffePool(**level) for level in levels)
+
+    def forward(self, x):
+        if len(self.levels) == 1:
+            return self.levels[0](x)
+        return torch.cat([level(x).flatten(1) for level in self.levels], 1)
+
+
+# ------------------------------------------------------------------ sequences
+class _Recurrent(nn.Module):
+    """Caffe's unrolled RNN/LSTM: x is T x N x ..., cont is T x N (0 starts a sequence: the
+    state is multiplied by cont_t before step t), an optional static input N x ... adds to
+    every step. Without expose_hidden the state starts at zero on every call."""
+
+    gates = 1
+    state_count = 1
+
+    def __init__(self, inputs: int, outputs: int, static_inputs: int, expose_hidden: bool):
+        super().__init__()
+        width = outputs * self.gates
+        self.expose_hidden = expose_hidden
+        self.input_weight = nn.Parameter(torch.empty(width, inputs))
+        self.input_bias = nn.Parameter(torch.zeros(width))
+        self.static_weight = nn.Parameter(torch.empty(width, static_inputs)) \
+            if static_inputs else None
+        self.hidden_weight = nn.Parameter(torch.empty(width, outputs))
+
+    def forward(self, x, cont, *extra):
+        static, states = (extra[0], extra[1:]) if len(extra) > self.expose_hidden * \
+            self.state_count else (None, extra)
+        steps, batch = x.shape[:2]
+        projected = F.linear(x.flatten(2), self.input_weight, self.input_bias)
+        if static is not None:
+            projected = projected + F.linear(static.flatten(1), self.static_weight)
+        width = self.hidden_weight.shape[1]
+        if not states:
+            states = tuple(x.new_zeros(1, batch, width) for _ in range(self.state_count))
+        states = [state.reshape(batch, width) for state in states]
+        outputs = []
+        for t in range(steps):
+            keep = cont[t].reshape(batch, 1).to(x.dtype)
+            states, output = self.step(projected[t], keep, states)
+            outputs.append(output)
+        top = torch.stack(outputs)
+        if self.expose_hidden:
+            return (top, *(state.unsqueeze(0) for state in states))
+        return top
+
+
+class RNN(_Recurrent):
+    """h_t = tanh(W_hh (cont_t h_{t-1}) + W_xh x_t + b_h [+ W_xh_static x_static]),
+    o_t = tanh(W_ho h_t + b_o). Blobs: W_xh, b_h, [W_xh_static], W_hh, W_ho, b_o."""
+
+    def __init__(self, inputs: int, outputs: int, static_inputs: int, expose_hidden: bool):
+        super().__init__(inputs, outputs, static_inputs, expose_hidden)
+        self.output_weight = nn.Parameter(torch.empty(outputs, outputs))
+        self.output_bias = nn.Parameter(torch.zeros(outputs))
+
+    def step(self, projected, keep, states):
+        hidden = torch.tanh(F.linear(keep * states[0], self.hidden_weight) + projected)
+        return [hidden], torch.tanh(F.linear(hidden, self.output_weight, self.output_bias))
+
+
+def lstm_unit(cell, gates, keep):
+    """Caffe's LSTMUnit: gates are (i, f, o, g) blocks; c = keep * f * c_prev + i * g,
+    h = o * tanh(c)."""
+    i, f, o, g = gates.chunk(4, -1)
+    cell = keep * torch.sigmoid(f) * cell + torch.sigmoid(i) * torch.tanh(g)
+    return cell, torch.sigmoid(o) * torch.tanh(cell)
+
+
+class LSTM(_Recurrent):
+    """Gates W_hc (cont_t h_{t-1}) + W_xc x_t + b_c [+ W_xc_static x_static] feed Caffe's
+    LSTMUnit. Blobs: W_xc, b_c, [W_xc_static], W_hc. Exposed states are (h, c) in and out."""
+
+    gates = 4
+    state_count = 2
+
+    def step(self, projected, keep, states):
+        hidden, cell = states
+        gates = F.linear(keep * hidden, self.hidden_weight) + projected
+        cell, hidden = lstm_unit(cell, gates, keep)
+        return [hidden, cell], hidden
+
+
+class LSTMUnit(nn.Module):
+    """One LSTM step on 1 x N x H cells, 1 x N x 4H gates and a 1 x N continuation."""
+
+    def forward(self, cell, gates, cont):
+        keep = cont.reshape(*cont.shape, 1).to(gates.dtype)
+        return lstm_unit(cell, gates, keep)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from ._base import Issue, LayerRule, ShapeIssue, fmt, register
+from ._lowering import runtime
 
 _P = ("roi_pooling_param",)
 
@@ -27,3 +28,12 @@ class ROIPooling(LayerRule):
                              ("bottom", 1))
         param = layer.roi_pooling_param
         return [(rois[0], features[1], param.pooled_h, param.pooled_w)]
+
+    def lower(self, layer, ctx):
+        param = layer.roi_pooling_param
+        return runtime("ROIPooling", pooled_h=param.pooled_h, pooled_w=param.pooled_w,
+                       spatial_scale=param.spatial_scale)
+
+    def summary(self, layer):
+        param = layer.roi_pooling_param
+        return f"{param.pooled_h}x{param.pooled_w} scale {param.spatial_scale:g}"
