@@ -64,9 +64,10 @@ def _indent(code: str) -> str:
     return "\n".join(("    " + line) if line.strip() else "" for line in code.splitlines())
 
 
-def compile_net(net_path, out_dir, *, weights=None, inputs=None, phase="TEST", fmt="fx") -> list[str]:
+def compile_net(net_path, out_dir, *, weights=None, inputs=None, phase="TEST", fmt="fx",
+                on_load=None, **surgery) -> list[str]:
     """Write model.py, weights.safetensors, report.json, graph.svg (and model.pt2 / model.onnx);
-    returns the files written."""
+    returns the files written. `surgery` goes to netdef.load; `on_load` sees the module."""
     import torch
 
     import netdef
@@ -76,7 +77,9 @@ def compile_net(net_path, out_dir, *, weights=None, inputs=None, phase="TEST", f
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    module = netdef.load(net_path, weights, phase=phase, inputs=inputs)
+    module = netdef.load(net_path, weights, phase=phase, inputs=inputs, **surgery)
+    if on_load is not None:
+        on_load(module)
     report = analyze(net_path, phase=phase, inputs=inputs)
     written = []
     title = f"{report.name or 'net'}: {len(module.caffe_specs)} layers"

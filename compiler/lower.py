@@ -9,9 +9,11 @@ definition order. Each node records its Caffe layer name and prototxt line in
 from __future__ import annotations
 
 import keyword
+import math
 import operator
 import re
 import warnings
+from typing import Iterable
 
 import numpy as np
 import torch
@@ -23,6 +25,7 @@ from .ir import Layer, Net
 from .layers._base import fmt
 from .layers._lowering import LoweringContext, LoweringIssue, ModuleSpec
 from .fillers import fill
+from .progress import byte_progress
 from .weights import CaffeLayer
 
 
@@ -139,14 +142,20 @@ def apply_fillers(module: fx.GraphModule, net: Net, seed: int = 0) -> None:
 
 
 def bind_weights(module: fx.GraphModule, net: Net, caffe_layers: list[CaffeLayer],
-                 weights_path: str) -> None:
+                 weights_path: str, *, convolutionalize: bool = False,
+                 expand_score: Iterable[str] = ()) -> None:
     """Copy caffemodel blobs into the module: by layer name, duplicates in order.
 
+    Net surgery, FCN style: `convolutionalize` pours a fully connected layer's N x K
+    weights into an N x C x kh x kw convolution of the same size (fc6 -> conv fc6);
+    a layer named in `expand_score` takes a blob with fewer outputs into its leading
+    outputs, the rest keeping their fillers (a scorer grown to more classes).
     Every blob's shape is checked first, so a mismatch leaves the module untouched.
     """
     by_name: dict[str, list[CaffeLayer]] = {}
     for caffe_layer in caffe_layers:
         by_name.setdefault(caffe_layer.name, []).append(caffe_layer)
+    expand_score = set(expand_score)
     copies, problems = [], []
     for index, target, blob_names in module.caffe_parameters:
         layer = net.layers[index]
@@ -160,21 +169,56 @@ def bind_weights(module: fx.GraphModule, net: Net, caffe_layers: list[CaffeLayer
                                             f"the layer takes {len(tensors)}"))
             continue
         for position, (array, tensor) in enumerate(zip(caffe_layer.blobs, tensors)):
-            if tuple(array.shape) != tuple(tensor.shape):
-                if array.size == tensor.numel() and _legacy_4d(array.shape, tensor.shape):
-                    array = array.reshape(tensor.shape)
-                else:
-                    problems.append(_weight_problem(
-                        net, layer, weights_path, f"blob {position}: expected shape "
-                        f"{fmt(tuple(tensor.shape))}, the caffemodel has {fmt(array.shape)}"))
-                    continue
-            copies.append((tensor, array))
+            fitted = _fit_blob(array, tuple(tensor.shape), convolutionalize,
+                               layer.name in expand_score)
+            if fitted is None:
+                hint = "" if convolutionalize or array.size != tensor.numel() else \
+                    " (same size: --convolutionalize reshapes it)"
+                problems.append(_weight_problem(
+                    net, layer, weights_path, f"blob {position}: expected shape "
+                    f"{fmt(tuple(tensor.shape))}, the caffemodel has {fmt(array.shape)}{hint}"))
+                continue
+            copies.append((tensor, fitted))
     raise_if_errors(problems)
-    with torch.no_grad(), warnings.catch_warnings():
+    total = sum(array.nbytes for _, array in copies)
+    with torch.no_grad(), warnings.catch_warnings(), \
+            byte_progress(total, f"loading {weights_path}") as progress:
         # the arrays are read-only views of the mmapped file; copy_ only reads them
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         for tensor, array in copies:
-            tensor.copy_(torch.from_numpy(np.asarray(array, dtype=np.float32)))
+            source = torch.from_numpy(np.asarray(array, dtype=np.float32))
+            tensor[tuple(slice(0, n) for n in source.shape)].copy_(source)
+            progress.update(array.nbytes)
+    # what matched nothing, for the user to see (Caffe only logs it)
+    module.caffe_unused_layers = [name for name, left in by_name.items() for _ in left]
+    bound = {id(tensor) for tensor, _ in copies}
+    module.caffe_unfilled_layers = [
+        net.layers[index].name for index, target, names in module.caffe_parameters
+        if not any(id(getattr(module.get_submodule(target), name)) in bound for name in names)]
+
+
+def _fit_blob(array: np.ndarray, shape: tuple, convolutionalize: bool, expand: bool):
+    """The blob reshaped to the parameter's shape (or, expanding, to its leading outputs),
+    or None when it cannot go there."""
+    if tuple(array.shape) == shape:
+        return array
+    found = _without_leading_ones(array.shape, len(shape))
+    outputs = found[0] if expand and found and found[0] <= shape[0] else shape[0]
+    target = (outputs,) + tuple(shape[1:])
+    if array.size != math.prod(target):
+        return None
+    if found == target or _legacy_4d(array.shape, target) or (
+            convolutionalize and found[0] == outputs and len(target) > len(found)):
+        return array.reshape(target)
+    return None
+
+
+def _without_leading_ones(found: tuple, ndim: int) -> tuple:
+    """V1 blobs pad shapes with leading 1s: (1, 1, 1, 21) is a 21-vector."""
+    found = tuple(found)
+    while len(found) > ndim and found[0] == 1:
+        found = found[1:]
+    return found
 
 
 def _legacy_4d(found, expected) -> bool:

@@ -11,6 +11,8 @@ import os
 
 import numpy as np
 
+from .progress import byte_progress
+
 FileSpan = tuple  # (source file descriptor, offset, bytes)
 
 
@@ -26,7 +28,7 @@ def write_safetensors(path, tensors: dict, spans: dict[str, FileSpan] | None = N
         pieces.append((name, array))
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)
-    with open(path, "wb") as handle:
+    with open(path, "wb") as handle, byte_progress(offset, f"writing {path}") as progress:
         handle.write(len(text).to_bytes(8, "little"))
         handle.write(text)
         for name, array in pieces:
@@ -35,6 +37,7 @@ def write_safetensors(path, tensors: dict, spans: dict[str, FileSpan] | None = N
                 _copy_range(spans[name], handle.fileno())
             else:
                 handle.write(memoryview(np.ascontiguousarray(array, dtype="<f4")).cast("B"))
+            progress.update(array.size * 4)
 
 
 def _copy_range(span: FileSpan, destination: int) -> None:

@@ -47,11 +47,18 @@ def analyze(source, inputs=None, *, phase: str = "TEST", strict: bool = False):
 
 
 def load(prototxt, weights=None, *, phase: str = "TEST", inputs=None, device="cpu", dtype=None,
-         allow_python_layers: bool = False, seed: int = 0):
+         allow_python_layers: bool = False, seed: int = 0, convolutionalize: bool = False,
+         expand_score=()):
     """The net as a torch.fx.GraphModule; `forward(**inputs)` returns {blob name: tensor}
     for the net's outputs. Weights come from a .caffemodel when given; `device="meta"`
     builds the structure alone. Parameters the caffemodel lacks get the prototxt's fillers
-    (seeded). The module is in eval mode for TEST, train mode for TRAIN."""
+    (seeded); `module.caffe_unfilled_layers` names those layers and
+    `module.caffe_unused_layers` the caffemodel's layers that matched none. The module is
+    in eval mode for TEST, train mode for TRAIN.
+
+    Net surgery while binding: `convolutionalize` reshapes fully connected weights into
+    convolutions of the same size; `expand_score` names layers that take a caffemodel
+    blob with fewer outputs into their leading outputs."""
     import torch
 
     from .compiler.analysis import check_net
@@ -67,7 +74,8 @@ def load(prototxt, weights=None, *, phase: str = "TEST", inputs=None, device="cp
     if str(device) != "meta":
         apply_fillers(module, net, seed)
         if caffe_layers is not None:
-            bind_weights(module, net, caffe_layers, str(weights))
+            bind_weights(module, net, caffe_layers, str(weights),
+                         convolutionalize=convolutionalize, expand_score=expand_score)
     module.to(device=device if str(device) != "meta" else None, dtype=dtype)
     return module.train(phase.upper() == "TRAIN")
 

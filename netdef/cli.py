@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     compile_.add_argument("-o", "--output", default="compiled", help="output folder")
     compile_.add_argument("--format", default="fx", choices=["fx", "pt2", "onnx"],
                           help="also export torch.export (pt2) or ONNX")
+    _surgery_arguments(compile_)
 
     run = commands.add_parser("run", help="run a net on .npy inputs, write the outputs as .npz")
     run.add_argument("net")
@@ -68,12 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default="outputs.npz")
     run.add_argument("--device", default="cpu")
     run.add_argument("--phase", default="TEST", type=str.upper, choices=["TRAIN", "TEST"])
+    _surgery_arguments(run)
 
     convert = commands.add_parser("convert", help="caffemodel -> safetensors")
     convert.add_argument("weights", help="a .caffemodel")
     convert.add_argument("--net", help="name tensors after the net's modules (conv1.weight) "
                                        "instead of layer.blob index (conv1.0)")
     convert.add_argument("-o", "--output", required=True)
+    _surgery_arguments(convert)
 
     upgrade = commands.add_parser("upgrade", help="rewrite a V0/V1 net in the current format")
     upgrade.add_argument("net")
@@ -84,6 +87,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("layers", help="the supported layer types")
     return parser
+
+
+def _surgery_arguments(sub) -> None:
+    surgery = sub.add_argument_group("net surgery (while binding a caffemodel)")
+    surgery.add_argument("--convolutionalize", action="store_true",
+                         help="pour fully connected weights into same-sized convolutions "
+                              "(FCN's fc6/fc7 transplant)")
+    surgery.add_argument("--expand-score", action="append", default=[], metavar="LAYER",
+                         help="LAYER takes a blob with fewer outputs into its leading outputs")
+
+
+def _surgery(args) -> dict:
+    return dict(convolutionalize=args.convolutionalize, expand_score=args.expand_score)
+
+
+def _report_binding(module) -> None:
+    """Caffe logs these quietly; a user transplanting weights wants to see them."""
+    for label, names in (("kept their fillers (not in the caffemodel)",
+                          getattr(module, "caffe_unfilled_layers", [])),
+                         ("in the caffemodel matched no layer",
+                          getattr(module, "caffe_unused_layers", []))):
+        if names:
+            shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+            print(f"note: {len(names)} layer(s) {label}: {shown}", file=sys.stderr)
 
 
 def _net_arguments(sub) -> None:
@@ -170,7 +197,8 @@ def cmd_compile(args) -> int:
     from .compiler.codegen import compile_net
 
     written = compile_net(args.net, args.output, weights=args.weights, inputs=dict(args.input),
-                          phase=args.phase, fmt=args.format)
+                          phase=args.phase, fmt=args.format, on_load=_report_binding,
+                          **_surgery(args))
     print(f"{args.net}: compiled to {args.output}/: " + ", ".join(written))
     return 0
 
@@ -190,7 +218,8 @@ def cmd_run(args) -> int:
         except (OSError, ValueError) as exc:
             raise UsageError(f"--input {name}: cannot read {path}: {exc}") from None
     module = load(args.net, args.weights, phase=args.phase, device=args.device,
-                  inputs={name: value.shape for name, value in feeds.items()})
+                  inputs={name: value.shape for name, value in feeds.items()}, **_surgery(args))
+    _report_binding(module)
     with torch.no_grad():
         outputs = module(**{name: torch.from_numpy(value).to(args.device)
                             for name, value in feeds.items()})
@@ -207,9 +236,13 @@ def cmd_convert(args) -> int:
     from .compiler.safetensors_io import write_safetensors
     from .compiler.weights import read_caffemodel
 
+    if (args.convolutionalize or args.expand_score) and not args.net:
+        raise UsageError("net surgery needs the target net: add --net NET.prototxt")
     if args.net:
         from . import load
-        tensors, spans = load(args.net, args.weights).state_dict(), {}
+        module = load(args.net, args.weights, **_surgery(args))
+        _report_binding(module)
+        tensors, spans = module.state_dict(), {}
         write_safetensors(args.output, tensors)
     else:
         tensors, spans, seen = {}, {}, {}
