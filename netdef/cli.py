@@ -30,7 +30,7 @@ def _input_spec(text: str) -> tuple[str, tuple[int, ...]]:
 def _input_file(text: str) -> tuple[str, str]:
     name, sep, path = text.partition("=")
     if not sep or not name or not path:
-        raise argparse.ArgumentTypeError(f"expected NAME=FILE.npy, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected NAME=FILE (.npy or an image), got {text!r}")
     return name, path
 
 
@@ -61,12 +61,19 @@ def build_parser() -> argparse.ArgumentParser:
                           help="also export torch.export (pt2) or ONNX")
     _surgery_arguments(compile_)
 
-    run = commands.add_parser("run", help="run a net on .npy inputs, write the outputs as .npz")
+    run = commands.add_parser("run", help="run a net on .npy arrays or images; write the outputs "
+                              "as .npz, or one of them as an image")
     run.add_argument("net")
     run.add_argument("--weights", help="a .caffemodel (default: the prototxt's fillers)")
-    run.add_argument("--input", action="append", default=[], required=True, metavar="NAME=FILE.npy",
-                     type=_input_file)
-    run.add_argument("--out", default="outputs.npz")
+    run.add_argument("--input", action="append", default=[], required=True,
+                     metavar="NAME=FILE", type=_input_file,
+                     help="FILE.npy, or an image: 1x3xHxW, BGR, 0..255 minus --mean")
+    run.add_argument("--mean", type=_mean, default=(0.0, 0.0, 0.0), metavar="B,G,R",
+                     help="subtracted from image inputs, added back to drawn BGR outputs")
+    run.add_argument("--out", default="outputs.npz",
+                     help="FILE.npz (every output) or an image: scores -> argmax in the VOC "
+                          "palette, 3 channels -> BGR picture, 1 channel -> grey")
+    run.add_argument("--out-blob", help="the output drawn to an image (default: the first 4-D one)")
     run.add_argument("--device", default="cpu")
     run.add_argument("--phase", default="TEST", type=str.upper, choices=["TRAIN", "TEST"])
     _surgery_arguments(run)
@@ -208,15 +215,9 @@ def cmd_run(args) -> int:
     import torch
 
     from . import load
+    from .images import is_image, write_image
 
-    feeds = {}
-    for name, path in args.input:
-        if not path.endswith(".npy"):
-            raise UsageError(f"--input {name}: only .npy files can be read, not {path!r}")
-        try:
-            feeds[name] = np.load(path, allow_pickle=False).astype(np.float32)
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"--input {name}: cannot read {path}: {exc}") from None
+    feeds = {name: _read_input(name, path, args.mean) for name, path in args.input}
     module = load(args.net, args.weights, phase=args.phase, device=args.device,
                   inputs={name: value.shape for name, value in feeds.items()}, **_surgery(args))
     _report_binding(module)
@@ -224,12 +225,48 @@ def cmd_run(args) -> int:
         outputs = module(**{name: torch.from_numpy(value).to(args.device)
                             for name, value in feeds.items()})
     arrays = {name: value.detach().cpu().numpy() for name, value in outputs.items()}
-    np.savez(args.out, **arrays)
     for name, value in arrays.items():
         print(f"{name}: {'x'.join(map(str, value.shape))}, min {value.min():.4g}, "
               f"max {value.max():.4g}")
-    print(f"wrote {args.out}")
+    if not is_image(args.out):
+        np.savez(args.out, **arrays)
+        print(f"wrote {args.out}")
+        return 0
+    name = args.out_blob or next((n for n, a in arrays.items() if a.ndim == 4), None)
+    if name not in arrays:
+        raise UsageError(f"--out-blob: the net's outputs are {', '.join(arrays)}"
+                         if args.out_blob else "no N x C x H x W output to draw; use .npz")
+    try:
+        drawn = write_image(args.out, arrays[name], args.mean)
+    except ValueError as exc:
+        raise UsageError(f"--out {args.out}: {name}: {exc}") from None
+    print(f"wrote {args.out}: {name} as {drawn}")
     return 0
+
+
+def _read_input(name: str, path: str, mean: tuple) -> "np.ndarray":
+    import numpy as np
+
+    from .images import is_image, read_image
+
+    try:
+        if is_image(path):
+            return read_image(path, mean)
+        if path.endswith(".npy"):
+            return np.load(path, allow_pickle=False).astype(np.float32)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--input {name}: cannot read {path}: {exc}") from None
+    raise UsageError(f"--input {name}: give a .npy array or an image, not {path!r}")
+
+
+def _mean(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) not in (1, 3):
+        raise argparse.ArgumentTypeError(f"expected B,G,R or one value, got {text!r}")
+    return values * 3 if len(values) == 1 else values
 
 
 def cmd_convert(args) -> int:
