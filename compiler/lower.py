@@ -11,6 +11,7 @@ from __future__ import annotations
 import keyword
 import math
 import operator
+import os
 import re
 import warnings
 from typing import Iterable
@@ -71,6 +72,7 @@ def lower(net: Net) -> fx.GraphModule:
 
 def module_specs(net: Net) -> tuple[dict[int, ModuleSpec | None], list[Problem]]:
     specs, problems = {}, []
+    base_dir = os.path.dirname(os.path.abspath(net.path)) if os.path.isfile(net.path) else None
     for layer in net.layers:
         if layer.rule is None or layer.rule.is_input:
             continue
@@ -79,7 +81,8 @@ def module_specs(net: Net) -> tuple[dict[int, ModuleSpec | None], list[Problem]]
             problems.append(net.problem(LoweringError, "input shapes are unknown here; give them "
                                         "with inputs={...} (--input NAME=N,C,H,W)", layer))
             continue
-        ctx = LoweringContext(shapes, [net.blobs[t].shape for t in layer.tops], layer.solution)
+        ctx = LoweringContext(shapes, [net.blobs[t].shape for t in layer.tops], layer.solution,
+                              base_dir=base_dir)
         try:
             specs[layer.index] = layer.rule.lower(layer.param, ctx)
         except LoweringIssue as issue:

@@ -127,6 +127,13 @@ def read_caffemodel(path: str | os.PathLike) -> list[CaffeLayer]:
     return layers
 
 
+def read_blob_file(path: str) -> np.ndarray:
+    """One BlobProto file (a .binaryproto: mean images, infogain matrices)."""
+    with open(path, "rb") as handle:
+        data = handle.read()
+    return _blob(Reader(memoryview(data)))
+
+
 def _inside(blob: np.ndarray, base: int, size: int) -> bool:
     return blob.flags.c_contiguous and base <= blob.ctypes.data < base + size
 

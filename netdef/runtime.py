@@ -373,13 +373,17 @@ class MultinomialLogisticLoss(nn.Module):
 
 
 class InfogainLoss(nn.Module):
-    """-sum_k H[label, k] log softmax(x)_k over positions, / normalizer (H from bottom 2)."""
+    """-sum_k H[label, k] log softmax(x)_k over positions, / normalizer (H from bottom 2, or
+    the `matrix` read from infogain_loss_param.source)."""
 
-    def __init__(self, axis: int, ignore_label: int | None, normalization: str):
+    def __init__(self, axis: int, ignore_label: int | None, normalization: str, matrix=None):
         super().__init__()
         self.axis, self.ignore_label, self.normalization = axis, ignore_label, normalization
+        self.register_buffer("matrix", torch.tensor(matrix) if matrix is not None else None,
+                             persistent=False)
 
-    def forward(self, x, label, infogain):
+    def forward(self, x, label, infogain=None):
+        infogain = self.matrix.to(x.dtype) if infogain is None else infogain
         log_prob = torch.log_softmax(x, self.axis).movedim(self.axis, -1).clamp_min(math.log(FLT_MIN))
         label = label.reshape(log_prob.shape[:-1]).long()
         valid = label != self.ignore_label if self.ignore_label is not None \

@@ -129,3 +129,27 @@ def test_fcn8s_train_net_loss_at_initialisation():
     out = module(data=torch.randn(1, 3, 32, 32), label=torch.randint(0, 21, (1, 1, 32, 32)).float())
     assert list(out) == ["loss"]
     assert np.isclose(out["loss"].item(), 32 * 32 * np.log(21), rtol=1e-5)
+
+
+def test_infogain_matrix_from_a_binaryproto_beside_the_prototxt(tmp_path):
+    from netdef.proto import netdef_pb2 as pb
+
+    infogain = RNG.uniform(0, 1, (4, 4)).astype(np.float32)
+    blob = pb.BlobProto(num=1, channels=1, height=4, width=4, data=infogain.ravel().tolist())
+    (tmp_path / "H.binaryproto").write_bytes(blob.SerializeToString())
+    label = RNG.integers(0, 4, (2, 1, 3, 3)).astype(np.float32)
+    text = net('layer { name: "l" type: "InfogainLoss" bottom: "x" bottom: "y" top: "l" '
+               'infogain_loss_param { source: "H.binaryproto" } }',
+               {"x": X.shape, "y": label.shape})
+    path = tmp_path / "net.prototxt"
+    path.write_text(text)
+    loss = netdef.load(str(path))(x=torch.from_numpy(X), y=torch.from_numpy(label))["l"]
+    rows = infogain[label[:, 0].astype(int)]
+    expected = -(rows * np.moveaxis(log_softmax(X), 1, -1)).sum() / 18
+    assert np.isclose(loss.item(), expected, rtol=1e-5)
+    (tmp_path / "H.binaryproto").write_bytes(b"\x0a\xff")  # truncated
+    with pytest.raises(netdef.LoweringError, match="is not a BlobProto"):
+        netdef.load(str(path))
+    (tmp_path / "H.binaryproto").unlink()
+    with pytest.raises(netdef.LoweringError, match="cannot read the infogain matrix"):
+        netdef.load(str(path))

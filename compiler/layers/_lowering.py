@@ -7,6 +7,7 @@ compile` (print it as a constructor call in model.py).
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass, field
 
 from netdef.errors import LoweringError
@@ -38,6 +39,15 @@ class LoweringContext:
     top_shapes: list
     solution: dict
     training: bool = False
+    base_dir: str | None = None  # the prototxt's folder, for files a layer names
+
+    def find_file(self, name: str) -> str:
+        """Caffe opens files relative to the working directory; a path relative to the
+        prototxt is tried next."""
+        if os.path.isabs(name) or os.path.exists(name) or self.base_dir is None:
+            return name
+        beside = os.path.join(self.base_dir, name)
+        return beside if os.path.exists(beside) else name
 
 
 def torch_nn(name: str, blobs: tuple[str, ...] = (), **kwargs) -> ModuleSpec:

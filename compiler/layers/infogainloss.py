@@ -25,9 +25,26 @@ class InfogainLoss(LossRule):
         return [bottoms[0]]
 
     def lower(self, layer, ctx):
-        if len(layer.bottom) < 3:
-            raise LoweringIssue("the infogain matrix must come as bottom 2; reading it from "
-                                "infogain_loss_param.source is not supported yet",
-                                ("infogain_loss_param", "source"))
         axis = layer.infogain_loss_param.axis % len(ctx.bottom_shapes[0])
-        return runtime("InfogainLoss", axis=axis, **loss_settings(layer))
+        matrix = None
+        if len(layer.bottom) < 3:
+            matrix = self._matrix(ctx.find_file(layer.infogain_loss_param.source),
+                                  ctx.bottom_shapes[0][axis])
+        return runtime("InfogainLoss", axis=axis, matrix=matrix, **loss_settings(layer))
+
+    @staticmethod
+    def _matrix(path: str, classes: int) -> list:
+        """H from the binaryproto (read once, at load, as Caffe does in LayerSetUp)."""
+        from ..weights import WireError, read_blob_file
+        where = ("infogain_loss_param", "source")
+        try:
+            blob = read_blob_file(path)
+        except OSError as exc:
+            raise LoweringIssue(f"cannot read the infogain matrix {path}: "
+                                f"{exc.strerror or exc}", where) from None
+        except WireError as exc:
+            raise LoweringIssue(f"{path} is not a BlobProto: {exc}", where) from None
+        if blob.size != classes * classes:
+            raise LoweringIssue(f"{path} holds {blob.size} values; a {classes} x {classes} "
+                                "infogain matrix needs " + str(classes * classes), where)
+        return blob.reshape(classes, classes).astype(float).tolist()
