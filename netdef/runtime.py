@@ -30,26 +30,37 @@ class InnerProduct(nn.Module):
 
 class CaffeBatchNorm(nn.Module):
     """Caffe's BatchNorm: blobs are mean and variance, both multiplied by a scale factor s
-    (the running sum of weights); the statistics are mean / s and variance / s (s = 0: zeros)."""
+    (the running sum of weights); the statistics are mean / s and variance / s (s = 0: zeros).
+    With batch statistics (training, or use_global_stats: false) the blobs are updated as
+    Caffe does: s <- f s + 1, mean <- f mean + batch mean, variance <- f variance +
+    m / (m - 1) batch variance, with f the moving_average_fraction and m values per channel."""
 
     def __init__(self, channels: int, eps: float, use_global_stats: bool | None, momentum: float):
         super().__init__()
         self.eps, self.use_global_stats, self.momentum = eps, use_global_stats, momentum
         self.register_buffer("mean", torch.zeros(channels))
         self.register_buffer("variance", torch.zeros(channels))
-        self.register_buffer("scale_factor", torch.ones(1))
+        self.register_buffer("scale_factor", torch.zeros(1))  # Caffe starts every blob at 0
 
     def forward(self, x):
-        factor = self.scale_factor[0]
-        factor = torch.where(factor == 0, torch.zeros_like(factor), 1 / factor)
         global_stats = (not self.training) if self.use_global_stats is None else self.use_global_stats
         if global_stats:
+            factor = self.scale_factor[0]
+            factor = torch.where(factor == 0, torch.zeros_like(factor), 1 / factor)
             mean, var = self.mean * factor, self.variance * factor
         else:
             dims = [0] + list(range(2, x.dim()))
             mean, var = x.mean(dims), x.var(dims, unbiased=False)
+            self._accumulate(mean.detach(), var.detach(), x.numel() // x.shape[1])
         shape = (1, -1) + (1,) * (x.dim() - 2)
         return (x - mean.view(shape)) / torch.sqrt(var.view(shape) + self.eps)
+
+    @torch.no_grad()
+    def _accumulate(self, mean, var, count: int) -> None:
+        correction = count / (count - 1) if count > 1 else 1.0
+        self.scale_factor.mul_(self.momentum).add_(1)
+        self.mean.mul_(self.momentum).add_(mean)
+        self.variance.mul_(self.momentum).add_(var * correction)
 
 
 class Scale(nn.Module):
@@ -275,17 +286,30 @@ class Interp(nn.Module):
         return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
 
 
-class StochasticPoolTest(nn.Module):
-    """Stochastic pooling at test time: the activation-weighted average, sum(x^2) / sum(x)."""
+class StochasticPool(nn.Module):
+    """Caffe's stochastic pooling (its GPU kernels; the CPU path is unimplemented there).
+    Windows start at i * stride with no padding offset and are clipped to the input.
+    Training samples one activation per window with probability proportional to it;
+    testing returns the activation-weighted mean sum(x^2) / (FLT_MIN + sum(x))."""
 
-    def __init__(self, kernel, stride, pad):
+    def __init__(self, kernel, stride, out_size):
         super().__init__()
-        self.kernel, self.stride, self.pad = kernel, stride, pad
+        self.kernel, self.stride, self.out_size = tuple(kernel), tuple(stride), tuple(out_size)
 
     def forward(self, x):
-        squares = F.avg_pool2d(x * x, self.kernel, self.stride, self.pad, ceil_mode=True)
-        sums = F.avg_pool2d(x, self.kernel, self.stride, self.pad, ceil_mode=True)
-        return torch.where(sums > 0, squares / sums.clamp_min(1e-30), torch.zeros_like(sums))
+        n, c, height, width = x.shape
+        spans = [(o - 1) * s + k for o, s, k in zip(self.out_size, self.stride, self.kernel)]
+        padded = F.pad(x, (0, max(spans[1] - width, 0), 0, max(spans[0] - height, 0)))
+        windows = F.unfold(padded.reshape(n * c, 1, *padded.shape[2:]), self.kernel,
+                           stride=self.stride)  # (N*C) x k*k x positions
+        totals = windows.sum(1, keepdim=True)
+        if self.training:
+            threshold = torch.rand_like(totals) * totals
+            chosen = (windows.cumsum(1) >= threshold).to(torch.uint8).argmax(1, keepdim=True)
+            pooled = windows.gather(1, chosen)
+        else:
+            pooled = (windows * windows).sum(1, keepdim=True) / (FLT_MIN + totals)
+        return pooled.reshape(n, c, *self.out_size)
 
 
 # ------------------------------------------------------------------ losses

@@ -112,3 +112,30 @@ def test_python_layer_in_the_middle_is_never_imported():
     out = module(data=torch.zeros(2, 3, 4, 6), py=torch.tensor([[-1.0, 2.0]]))["r"]
     assert out.tolist() == [[0.0, 2.0]]
     assert "evil_module_netdef_test" not in sys.modules
+
+
+def test_batchnorm_training_accumulates_caffes_running_statistics():
+    """Two TRAIN batches, then the blobs: s = f*s + 1, mean = f*mean + batch mean, variance =
+    f*variance + m/(m-1) batch variance (Caffe's BatchNormLayer::Forward_cpu)."""
+    text = INPUT + ('layer { name: "bn" type: "BatchNorm" bottom: "data" top: "bn" '
+                    'batch_norm_param { moving_average_fraction: 0.9 eps: 0.001 } }')
+    model = netdef.load(text, phase="TRAIN")
+    f, m = 0.9, 2 * 4 * 6
+    mean, variance, scale = np.zeros(3), np.zeros(3), 0.0
+    bn = model.get_submodule("bn")  # without a caffemodel, every blob starts at 0 as in Caffe
+    for step in range(2):
+        x = RNG.standard_normal((2, 3, 4, 6)).astype(np.float32) * (step + 1) + step
+        out = model(data=torch.from_numpy(x))["bn"].detach().numpy()
+        batch_mean, batch_var = x.mean((0, 2, 3)), x.var((0, 2, 3))
+        expected = (x - batch_mean[:, None, None]) / np.sqrt(batch_var[:, None, None] + 0.001)
+        assert np.allclose(out, expected, atol=1e-4)
+        scale, mean = f * scale + 1, f * mean + batch_mean
+        variance = f * variance + m / (m - 1) * batch_var
+    assert np.allclose(bn.scale_factor.numpy(), [scale])
+    assert np.allclose(bn.mean.numpy(), mean, atol=1e-5)
+    assert np.allclose(bn.variance.numpy(), variance, atol=1e-5)
+    model.eval()  # the TEST behaviour: the accumulated statistics, divided by s
+    out = model(data=torch.from_numpy(X))["bn"].detach().numpy()
+    expected = (X - (mean / scale)[:, None, None]) / np.sqrt((variance / scale)[:, None, None]
+                                                             + 0.001)
+    assert np.allclose(out, expected, atol=1e-4)

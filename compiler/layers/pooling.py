@@ -84,6 +84,9 @@ class Pooling(LayerRule):
             return torch_nn("AdaptiveAvgPool2d", output_size=1)
         ceil = param.round_mode == pb.PoolingParameter.CEIL and param.ceil_mode
         caffe_size = ctx.top_shapes[0][2:]
+        if method == "STOCHASTIC":
+            return runtime("StochasticPool", kernel=window.kernel, stride=window.stride,
+                           out_size=tuple(caffe_size))
         torch_size = tuple(torch_pooled_size(n, k, s, p, ceil) for n, k, s, p in
                            zip(shape[2:], window.kernel, window.stride, window.pad))
         if method in ("MAX", "AVE") and len(layer.top) == 1 and (
@@ -100,8 +103,7 @@ class Pooling(LayerRule):
             return torch_nn("MaxPool2d", return_indices=len(layer.top) == 2, **common)
         if method == "AVE":
             return torch_nn("AvgPool2d", count_include_pad=True, **common)
-        return runtime("StochasticPoolTest", kernel=window.kernel, stride=window.stride,
-                       pad=window.pad)
+        raise LoweringIssue(f"{method} pooling cannot run", _P + ("pool",))
 
 
 def torch_pooled_size(size: int, kernel: int, stride: int, pad: int, ceil: bool) -> int:
