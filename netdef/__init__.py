@@ -3,6 +3,8 @@
     netdef.parse(path_or_text)          -> NetParameter (upgraded to the current format)
     netdef.check(path_or_text, ...)     -> list of problems (errors and warnings)
     netdef.analyze(path_or_text, ...)   -> Report (shapes per blob); raises on errors
+    netdef.load(prototxt, caffemodel)   -> torch.fx.GraphModule; module(**inputs) -> {blob: tensor}
+    netdef.fast(module)                 -> the same net compiled for inference
 """
 from __future__ import annotations
 
@@ -80,13 +82,20 @@ def load(prototxt, weights=None, *, phase: str = "TEST", inputs=None, device="cp
     return module.train(phase.upper() == "TRAIN")
 
 
+def fast(module, *, bf16=None):
+    """A compiled, inference-only version of a loaded net (see netdef.fast)."""
+    from .fast import fast as _fast
+
+    return _fast(module, bf16=bf16)
+
+
 def _no_context():
     import contextlib
     return contextlib.nullcontext()
 
 
 __all__ = [
-    "load",
+    "load", "fast",
     "parse", "check", "analyze", "NetdefError", "PrototxtSyntaxError", "SchemaError",
     "UnknownLayerType", "UnknownField", "ParameterError", "GraphError", "ShapeError",
     "AlignmentError", "LoweringError", "WeightError", "UsageError", "Problem",

@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default="outputs.npz",
                      help="FILE.npz (every output) or an image: scores -> argmax in the VOC "
                           "palette, 3 channels -> BGR picture, 1 channel -> grey")
+    run.add_argument("--fast", action="store_true",
+                     help="compile first (netdef.fast: torch.compile; bf16 on CUDA)")
     run.add_argument("--out-blob", help="the output drawn to an image (default: the first 4-D one)")
     run.add_argument("--device", default="cpu")
     run.add_argument("--phase", default="TEST", type=str.upper, choices=["TRAIN", "TEST"])
@@ -221,6 +223,9 @@ def cmd_run(args) -> int:
     module = load(args.net, args.weights, phase=args.phase, device=args.device,
                   inputs={name: value.shape for name, value in feeds.items()}, **_surgery(args))
     _report_binding(module)
+    if args.fast:
+        from .fast import fast
+        module = fast(module)
     with torch.no_grad():
         outputs = module(**{name: torch.from_numpy(value).to(args.device)
                             for name, value in feeds.items()})
