@@ -249,7 +249,7 @@ def cmd_run(args) -> int:
     return 0
 
 
-def _read_input(name: str, path: str, mean: tuple) -> "np.ndarray":
+def _read_input(name: str, path: str, mean: tuple):
     import numpy as np
 
     from .images import is_image, read_image
