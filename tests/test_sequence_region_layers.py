@@ -239,3 +239,47 @@ def test_recurrent_layers_backpropagate_in_float64():
     cont = torch.from_numpy(CONT).double()
     assert torch.autograd.gradcheck(lambda a, s: model(x=a, cont=cont, static=s)["h"],
                                     (x, static))
+
+
+MULTI_RUNNER = """
+import sys, numpy as np, torch
+sys.path.insert(0, sys.argv[1])
+import model
+inputs = {k: torch.from_numpy(v) for k, v in np.load(sys.argv[2]).items()}
+out = model.load()(**inputs)
+np.savez(sys.argv[3], **{k: v.detach().numpy() for k, v in out.items()})
+"""
+
+
+def test_compiled_model_py_runs_these_layers(tmp_path):
+    import subprocess
+    import sys
+
+    from netdef.compiler.codegen import compile_net
+
+    text = SEQ_INPUTS + """
+input: "image" input_shape { dim: 2 dim: 3 dim: 9 dim: 11 }
+input: "rois" input_shape { dim: 4 dim: 5 }
+layer { name: "lstm" type: "LSTM" bottom: "x" bottom: "cont" bottom: "static" top: "h"
+  recurrent_param { num_output: 3 weight_filler { type: "uniform" min: -0.5 max: 0.5 } } }
+layer { name: "rnn" type: "RNN" bottom: "x" bottom: "cont" top: "o"
+  recurrent_param { num_output: 2 weight_filler { type: "uniform" min: -0.5 max: 0.5 } } }
+layer { name: "spp" type: "SPP" bottom: "image" top: "spp" spp_param { pyramid_height: 2 pool: AVE } }
+layer { name: "roi" type: "ROIPooling" bottom: "image" bottom: "rois" top: "roi"
+  roi_pooling_param { pooled_h: 2 pooled_w: 2 spatial_scale: 0.5 } }
+"""
+    net = tmp_path / "net.prototxt"
+    net.write_text(text)
+    compile_net(net, tmp_path / "out")
+    inputs = dict(x=_random(6, 3, 2, 2), cont=CONT, static=_random(3, 5),
+                  image=_random(2, 3, 9, 11),
+                  rois=np.array([[0, 0, 0, 8, 8], [1, 2, 2, 20, 16], [0, 5, 1, 9, 3],
+                                 [1, 0, 0, 1, 1]], np.float32))
+    np.savez(tmp_path / "in.npz", **inputs)
+    subprocess.run([sys.executable, "-c", MULTI_RUNNER, str(tmp_path / "out"),
+                    str(tmp_path / "in.npz"), str(tmp_path / "y.npz")], check=True, cwd=tmp_path)
+    theirs = np.load(tmp_path / "y.npz")
+    ours = netdef.load(net)(**{k: torch.from_numpy(v) for k, v in inputs.items()})
+    assert sorted(theirs.files) == sorted(ours) == ["h", "o", "roi", "spp"]
+    for name, value in ours.items():
+        assert np.array_equal(theirs[name], value.detach().numpy()), name
