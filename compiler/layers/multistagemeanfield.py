@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from netdef.errors import ParameterError
+
 from ._base import Issue, LayerRule, ShapeIssue, fmt, register
+from ._lowering import ModuleSpec
 
 _P = ("multi_stage_meanfield_param",)
 
@@ -34,8 +37,43 @@ class MultiStageMeanfield(LayerRule):
         if len(image) != 4 or image[0] != unary[0] or image[2:] != unary[2:] or image[1] != 3:
             raise ShapeIssue(f"the image (bottom 2, {fmt(image)}) must be N x 3 x H x W with the "
                              f"unary's N, H, W ({fmt(unary)})", ("bottom", 2))
+        classes = unary[1]
+        for name in ("spatial_filter_weights_str", "bilateral_filter_weights_str"):
+            text = getattr(layer.multi_stage_meanfield_param, name)
+            if text and len(_numbers(text, name)) != classes:
+                raise ShapeIssue(f"{name} holds {len(_numbers(text, name))} numbers; the unary "
+                                 f"has {classes} classes", _P + (name,), kind=ParameterError)
         return [unary]
+
+    def lower(self, layer, ctx):
+        """Ws and Wb start diagonal (the *_weights_str numbers, else the scalar weights),
+        Mu = -I: the intended initialisation, which a caffemodel's three blobs replace."""
+        param = layer.multi_stage_meanfield_param
+        classes = ctx.bottom_shapes[0][1]
+        diagonals = {}
+        for kind in ("spatial", "bilateral"):
+            text = getattr(param, f"{kind}_filter_weights_str")
+            diagonals[kind] = (_numbers(text, kind) if text
+                               else [getattr(param, f"{kind}_filter_weight")] * classes)
+        return ModuleSpec("netdef.crf.MultiStageMeanfield", dict(
+            classes=classes, iterations=param.num_iterations, theta_alpha=param.theta_alpha,
+            theta_beta=param.theta_beta, theta_gamma=param.theta_gamma,
+            spatial_weights=diagonals["spatial"], bilateral_weights=diagonals["bilateral"]),
+            ("spatial_weight", "bilateral_weight", "compatibility"))
+
+    def summary(self, layer):
+        param = layer.multi_stage_meanfield_param
+        return (f"T={param.num_iterations} alpha={param.theta_alpha:g} "
+                f"beta={param.theta_beta:g} gamma={param.theta_gamma:g}")
 
     def spatial_map(self, layer, ctx):
         ctx.merged()  # unaries, logits and image must sit on the same pixels
         return [ctx.ended()]  # the CRF is fully connected: every pixel reads every other
+
+
+def _numbers(text: str, name: str) -> list[float]:
+    try:
+        return [float(word) for word in text.split()]
+    except ValueError:
+        raise ShapeIssue(f"{name}: expected space-separated numbers, got {text!r}",
+                         _P + (name,), kind=ParameterError) from None
