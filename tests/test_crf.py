@@ -232,3 +232,12 @@ def test_corpus_crfrnn_deploy_runs():
     with torch.no_grad():
         pred = model(data=torch.rand(1, 3, 64, 64) * 255 - 120)["pred"]
     assert pred.shape == (1, 21, 64, 64) and torch.isfinite(pred).all()
+
+
+def test_corpus_v1_coco_file_upgrades_and_lowers():
+    path = CORPUS / "torrvision+crfasrnn" / "python-scripts" / "TVG_CRFRNN_COCO_VOC.prototxt"
+    problems = netdef.check(path)
+    assert all(p.warning for p in problems)
+    model = netdef.load(path, inputs={"data": (1, 3, 48, 48)}, device="meta")
+    layer = model.get_submodule("inference1")
+    assert isinstance(layer, MultiStageMeanfield) and layer.compatibility.shape == (21, 21)

@@ -14,7 +14,7 @@ from .conftest import CORPUS, ROOT, corpus_files, corpus_id
 FCN8S = CORPUS / "shelhamer+fcn.berkeleyvision.org/voc-fcn8s/deploy.prototxt"
 
 
-@pytest.mark.parametrize("name", ["fcn32s", "fcn16s", "fcn8s"])
+@pytest.mark.parametrize("name", ["fcn32s", "fcn16s", "fcn8s", "fcn8s_crfrnn"])
 def test_models_dot_matches_golden(golden, name):
     net, _ = check_net(ROOT / "models" / f"{name}.prototxt")
     golden(f"{name}.dot", to_dot(net))

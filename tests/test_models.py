@@ -12,7 +12,7 @@ from netdef.compiler.analysis import check_net
 from .conftest import ROOT
 
 MODELS = ROOT / "models"
-NETS = ["fcn32s", "fcn16s", "fcn8s"]
+NETS = ["fcn32s", "fcn16s", "fcn8s", "fcn8s_crfrnn"]
 
 
 def generator():
@@ -70,3 +70,20 @@ def test_fcn8s_crops_fit_every_input_side(side):
     # reference-nets §C1: the crops are valid for sides 1..699
     report = netdef.analyze(MODELS / "fcn8s.prototxt", inputs={"data": (1, 3, side, side)})
     assert report.blob("score").shape == (1, 21, side, side)
+
+
+def test_crfrnn_model_refines_fcn8s_scores_at_image_size():
+    """The CRF head reads the cropped scores (split into unary and Q0) and the image; in TRAIN
+    the loss reads its output; the CRF's blobs start at the reference settings."""
+    net, problems = check_net(MODELS / "fcn8s_crfrnn.prototxt", phase="TRAIN")
+    assert problems == []
+    crf = next(layer for layer in net.layers if layer.type == "MultiStageMeanfield")
+    assert [net.blobs[b].name for b in crf.bottoms] == ["unary", "Q0", "data"]
+    loss = next(layer for layer in net.layers if layer.type == "SoftmaxWithLoss")
+    assert net.blobs[loss.bottoms[0]].name == "pred"
+    report = netdef.analyze(MODELS / "fcn8s_crfrnn.prototxt", inputs={"data": (2, 3, 64, 48)})
+    assert report.blob("pred").shape == (2, 21, 64, 48)
+    model = netdef.load(MODELS / "fcn8s_crfrnn.prototxt", device="meta")
+    layer = model.get_submodule("inference1")
+    assert layer.iterations == 10 and (layer.theta_alpha, layer.theta_beta,
+                                       layer.theta_gamma) == (160, 3, 3)
