@@ -241,3 +241,66 @@ def test_corpus_v1_coco_file_upgrades_and_lowers():
     model = netdef.load(path, inputs={"data": (1, 3, 48, 48)}, device="meta")
     layer = model.get_submodule("inference1")
     assert isinstance(layer, MultiStageMeanfield) and layer.compatibility.shape == (21, 21)
+
+
+# ------------------------------------------------------------------ against pydensecrf2
+def _hard_scene(height, width, classes, seed):
+    """Four regions (one a disc) in noisy colours, unaries that favour the truth only a
+    little: mean-field changes most labels, and exact and lattice filtering can differ."""
+    rng = np.random.default_rng(seed)
+    labels = np.zeros((height, width), int)
+    labels[:, width // 3:] = 1
+    labels[height // 2:, 2 * width // 3:] = 2
+    ys, xs = np.mgrid[:height, :width]
+    labels[(ys - height / 3) ** 2 + (xs - width / 4) ** 2 < (min(height, width) / 6) ** 2] = 3
+    palette = rng.uniform(0, 255, (classes, 3))
+    image = np.clip(palette[labels] + rng.normal(0, 25, (height, width, 3)), 0, 255)
+    unary = rng.normal(0, 1.0, (classes, height, width)).astype(np.float32)
+    unary[labels, ys, xs] += 0.35
+    return unary, image.astype(np.uint8), labels
+
+
+def _densecrf(unary, image, iterations, alpha, beta, gamma, spatial, bilateral):
+    """Kraehenbuehl's dense CRF set up as Caffe's model: energies -U (so its first Q is
+    softmax(U) = Caffe's with Q0 = U), Potts compatibilities equal to the kernel weights
+    (its Potts message is -w K Q, subtracted: + w K Q, Caffe's with Mu = -I), NORMALIZE_AFTER
+    (divide by the filtered ones, as Caffe), the same Gaussian features."""
+    import pydensecrf.densecrf as dcrf  # a test dependency: never skipped
+    classes, height, width = unary.shape
+    crf = dcrf.DenseCRF2D(width, height, classes)
+    crf.setUnaryEnergy(np.ascontiguousarray(-unary.reshape(classes, -1)))
+    crf.addPairwiseGaussian(sxy=gamma, compat=spatial, kernel=dcrf.DIAG_KERNEL,
+                            normalization=dcrf.NORMALIZE_AFTER)
+    crf.addPairwiseBilateral(sxy=alpha, srgb=beta, rgbim=np.ascontiguousarray(image),
+                             compat=bilateral, kernel=dcrf.DIAG_KERNEL,
+                             normalization=dcrf.NORMALIZE_AFTER)
+    return np.array(crf.inference(iterations)).reshape(classes, height, width).argmax(0)
+
+
+@pytest.mark.parametrize("height,width", [(48, 48), (64, 64), (96, 72)])
+def test_prototxt_crf_agrees_with_pydensecrf2_and_exact_mean_field(height, width):
+    classes, iterations, alpha, beta, gamma = 4, 5, 20.0, 13.0, 3.0
+    unary, image, _ = _hard_scene(height, width, classes, height)
+    text = f"""
+input: "unary" input_shape {{ dim: 1 dim: {classes} dim: {height} dim: {width} }}
+input: "image" input_shape {{ dim: 1 dim: 3 dim: {height} dim: {width} }}
+layer {{ name: "split" type: "Split" bottom: "unary" top: "u" top: "q0" }}
+layer {{ name: "crf" type: "MultiStageMeanfield" bottom: "u" bottom: "q0" bottom: "image"
+  top: "pred" multi_stage_meanfield_param {{ num_iterations: {iterations}
+  theta_alpha: {alpha} theta_beta: {beta} theta_gamma: {gamma}
+  spatial_filter_weights_str: "3 3 3 3" bilateral_filter_weights_str: "5 5 5 5" }} }}
+"""
+    model = netdef.load(text)
+    feeds = dict(unary=torch.from_numpy(unary)[None],
+                 image=torch.from_numpy(image.transpose(2, 0, 1).astype(np.float32))[None])
+    with torch.no_grad():
+        lattice = model(**feeds)["pred"][0].argmax(0).numpy()
+    reference = _densecrf(unary, image, iterations, alpha, beta, gamma, 3.0, 5.0)
+    exact = meanfield_reference(unary.astype(float), unary.astype(float),
+                                image.transpose(2, 0, 1).astype(float), iterations, alpha, beta,
+                                gamma, 3 * np.eye(classes), 5 * np.eye(classes),
+                                -np.eye(classes)).argmax(0)
+    assert (reference != unary.argmax(0)).mean() > 0.5  # the CRF changes most labels
+    agreement = [(lattice == reference).mean(), (lattice == exact).mean()]
+    assert min(agreement) >= 0.95 and max(agreement) >= 0.97
+    assert (exact == reference).mean() >= 0.95  # the two references agree as A8/issue say
