@@ -21,6 +21,7 @@ import torch.nn.functional as F
 import netdef
 from netdef.compiler.analysis import check_net
 from netdef.compiler.caffemodel import write_caffemodel
+from timing import timed  # bench/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parent.parent
 FCN8S = ROOT.parent / "shared/corpus/shelhamer+fcn.berkeleyvision.org/voc-fcn8s/deploy.prototxt"
@@ -78,18 +79,6 @@ class HandWrittenFCN8s(torch.nn.Module):
         p3 = self.conv(pool3, "score_pool3", pad=0, relu=False)[:, :, 9:9 + up4.shape[2], 9:9 + up4.shape[3]]
         up8 = F.conv_transpose2d(up4 + p3, self.w["upscore8"][0], stride=8)
         return up8[:, :, 31:31 + data.shape[2], 31:31 + data.shape[3]]
-
-
-def timed(fn, repeat, warm=True):
-    """(min, median) milliseconds; with repeat 1, the single time."""
-    if warm:
-        fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times) * 1000, statistics.median(times) * 1000
 
 
 def summary(runs):

@@ -7,7 +7,6 @@ Run: python bench/bench_parse.py   (prints a markdown table)
 from __future__ import annotations
 
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -19,19 +18,10 @@ from netdef.compiler.analysis import check_net
 from netdef.proto import netdef_pb2 as pb
 
 from nets import inception_net  # noqa: E402  (bench/ is on sys.path when run as a script)
+from timing import timed  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 FCN8S = ROOT.parent / "shared/corpus/shelhamer+fcn.berkeleyvision.org/voc-fcn8s/deploy.prototxt"
-
-
-def best_ms(fn, repeat: int = 30) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times) * 1000, statistics.median(times) * 1000
 
 
 def opencv_import(path):
@@ -56,10 +46,10 @@ def main() -> None:
             text = path.read_text()
             net, problems = check_net(path)
             assert not [p for p in problems if not p.warning]
-            ours = best_ms(lambda: check_net(path))
-            peer = best_ms(lambda: text_format.Parse(text, pb.NetParameter()))
+            ours = timed(lambda: check_net(path), 30)
+            peer = timed(lambda: text_format.Parse(text, pb.NetParameter()), 30)
             cv = opencv_import(path)
-            cv_ms = best_ms(cv) if cv else None
+            cv_ms = timed(cv, 30) if cv else None
             cv_cells = (f"{cv_ms[0]:.1f} ms (median {cv_ms[1]:.1f})", f"{ours[0] / cv_ms[0]:.2f}x") \
                 if cv_ms else ("n/a", "n/a")
             print(f"| {label} | {len(net.layers)} | {ours[0]:.1f} ms (median {ours[1]:.1f}) | "

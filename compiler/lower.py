@@ -192,9 +192,13 @@ def bind_weights(module: fx.GraphModule, net: Net, caffe_layers: list[CaffeLayer
             source = torch.from_numpy(np.asarray(array, dtype=np.float32))
             tensor[tuple(slice(0, n) for n in source.shape)].copy_(source)
             progress.update(array.nbytes)
-    # what matched nothing, for the user to see (Caffe only logs it)
-    module.caffe_unused_layers = [name for name, left in by_name.items() for _ in left]
-    bound = {id(tensor) for tensor, _ in copies}
+    _record_matches(module, net, by_name, {id(tensor) for tensor, _ in copies})
+
+
+def _record_matches(module: fx.GraphModule, net: Net, left: dict, bound: set) -> None:
+    """What matched nothing, for the user to see (Caffe only logs it): caffemodel layers
+    left unread, and net layers none of whose tensors were bound."""
+    module.caffe_unused_layers = [name for name, layers in left.items() for _ in layers]
     module.caffe_unfilled_layers = [
         net.layers[index].name for index, target, names in module.caffe_parameters
         if not any(id(getattr(module.get_submodule(target), name)) in bound for name in names)]
