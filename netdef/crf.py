@@ -14,7 +14,6 @@ computed by one of three backends behind `gaussian_filter`:
 from __future__ import annotations
 
 import math
-import warnings
 
 import torch
 from torch import nn
@@ -25,64 +24,95 @@ BACKENDS = ("lattice", "dense", "separable")
 # ------------------------------------------------------------------ permutohedral lattice
 class PermutohedralLattice:
     """The lattice for N points with d-dimensional features (N x d, already divided by the
-    kernel widths). `filter(values)` blurs N x V values: slice . blur_d ... blur_0 . splat,
-    each a sparse matrix built once (splat/slice: d+1 entries per point; blur along lattice
-    direction j: v + (v[below] + v[above]) / 2, a missing neighbour counting as 0). The blur
-    matrices are symmetric, so autograd's adjoint runs the directions in reverse order,
-    which is Caffe's backward."""
+    kernel widths). `filter(values)` blurs N x V values: splat each point into the d+1
+    vertices of its simplex, blur along each lattice direction j (v + (v[below] + v[above])
+    / 2, a missing neighbour counting as 0), slice back. Each step is a weighted sum of
+    gathered rows, run as one embedding_bag (a fused gather-multiply-add, the fastest of
+    torch's sparse primitives on CPU). The backward pass is the lattice's adjoint: the same
+    pipeline with the blurs in reverse order (each blur is symmetric), as Caffe's."""
 
     def __init__(self, features: torch.Tensor):
         points, d = features.shape
         self.d = d
-        work = features.detach().double()
+        work = features.detach()
+        if work.dtype not in (torch.float32, torch.float64):
+            work = work.float()
         elevated = _elevate(work)
         rem0, rank = _closest_remainder_zero(elevated, d)
-        weights = _barycentric(elevated, rem0, rank, d).to(features.dtype)  # N x (d+1)
-        keys = _simplex_keys(rem0, rank, d).reshape(-1, d)  # vertex coordinates, first d
-        codes, coder = _encode(keys)
-        unique, inverse = torch.unique(codes, sorted=True, return_inverse=True)
+        weights = _barycentric(elevated, rem0, rank, d)  # N x (d+1)
+        codes, steps = _vertex_codes(rem0, rank, d)
+        unique, inverse = torch.unique(codes.reshape(-1), sorted=True, return_inverse=True)
         self.vertex_count = count = unique.numel()
-        vertex_keys = keys.new_zeros(count, d).index_copy_(0, inverse, keys)
-        point = torch.arange(points, device=features.device).repeat_interleave(d + 1)
-        alpha = 1.0 / (1.0 + 2.0 ** -d)
-        self.splat = _sparse(inverse, point, weights.reshape(-1), (count, points))
-        self.slice = _sparse(point, inverse, alpha * weights.reshape(-1), (points, count))
-        self.blurs = [self._blur(vertex_keys, unique, coder, axis, features.dtype)
-                      for axis in range(d + 1)]
-
-    def _blur(self, keys, unique, coder, axis, dtype):
-        """I + (P_below + P_above) / 2 along direction `axis` (the step (1, .., -d, .., 1))."""
-        count = unique.numel()
-        step = torch.ones(self.d, dtype=keys.dtype, device=keys.device)
-        if axis < self.d:
-            step[axis] = -self.d
-        vertex = torch.arange(count, device=keys.device)
-        rows, columns = [vertex], [vertex]
-        for sign in (-1, 1):
-            code = coder(keys + sign * step)
-            position = torch.searchsorted(unique, code).clamp_max(count - 1)
-            hit = unique[position] == code
-            rows.append(vertex[hit])
-            columns.append(position[hit])
-        rows, columns = torch.cat(rows), torch.cat(columns)
-        values = torch.full(rows.shape, 0.5, dtype=dtype, device=keys.device)
-        values[:count] = 1.0
-        return _sparse(rows, columns, values, (count, count))
+        vertices = inverse.reshape(points, d + 1)
+        # lattice row `count` is never written: it is the missing neighbour, always 0
+        self.splat = _splat_bags(vertices, weights, count)
+        self.slice = _Bags(vertices.reshape(-1), weights.reshape(-1) / (1.0 + 2.0 ** -d),
+                           torch.arange(0, points * (d + 1), d + 1, device=features.device))
+        self.blurs = [_blur_bags(unique, step) for step in steps]
 
     def filter(self, values: torch.Tensor) -> torch.Tensor:
-        lattice = self.splat.to(values.dtype) @ values
-        for blur in self.blurs:
-            lattice = blur.to(values.dtype) @ lattice
-        return self.slice.to(values.dtype) @ lattice
+        return _LatticeFilter.apply(values, self)
+
+    def run(self, values: torch.Tensor, reverse: bool = False) -> torch.Tensor:
+        """slice . blur_d ... blur_0 . splat, or with the blurs reversed (the adjoint)."""
+        lattice = self.splat(values)
+        for blur in (reversed(self.blurs) if reverse else self.blurs):
+            lattice = blur(lattice)
+        return self.slice(lattice)
 
 
-def _sparse(rows, columns, values, size) -> torch.Tensor:
-    """A CSR matrix (duplicates summed)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        matrix = torch.sparse_coo_tensor(torch.stack([rows, columns]), values, size,
-                                         check_invariants=False)
-        return matrix.coalesce().to_sparse_csr()
+class _Bags:
+    """out[b] = sum over bag b of weight * table[index], bag b starting at offsets[b] (an
+    offset equal to len(index) gives an empty bag: a zero row)."""
+
+    def __init__(self, index, weights, offsets):
+        self.index, self.offsets, self.weights = index, offsets, {weights.dtype: weights}
+
+    def __call__(self, table: torch.Tensor) -> torch.Tensor:
+        if table.dtype not in self.weights:
+            self.weights[table.dtype] = next(iter(self.weights.values())).to(table.dtype)
+        return torch.nn.functional.embedding_bag(self.index, table, self.offsets, mode="sum",
+                                                 per_sample_weights=self.weights[table.dtype])
+
+
+class _LatticeFilter(torch.autograd.Function):
+    """Gradients to the filtered values (the features are constants of the lattice)."""
+
+    @staticmethod
+    def forward(ctx, values, lattice):
+        ctx.lattice = lattice
+        return lattice.run(values)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return ctx.lattice.run(grad, reverse=True), None
+
+
+def _splat_bags(vertices: torch.Tensor, weights: torch.Tensor, count: int) -> _Bags:
+    """Vertex v <- the points whose simplex has it, with their barycentric weights; the
+    count + 1 bags are the lattice's rows (the last, the missing neighbour, empty)."""
+    corners = vertices.shape[1]
+    flat = vertices.reshape(-1)
+    by_vertex = torch.argsort(flat, stable=True)
+    offsets = torch.zeros(count + 1, dtype=torch.long, device=flat.device)
+    offsets[1:] = torch.bincount(flat, minlength=count).cumsum(0)
+    return _Bags(by_vertex // corners, weights.reshape(-1)[by_vertex], offsets)
+
+
+def _blur_bags(unique: torch.Tensor, step: int) -> _Bags:
+    """v + (v[below] + v[above]) / 2 along the direction whose code step is `step`; a
+    missing neighbour is row count (zero). `unique` holds the sorted vertex codes."""
+    count = unique.numel()
+    vertex = torch.arange(count, device=unique.device)
+    target = unique + step
+    position = torch.searchsorted(unique, target).clamp_max(count - 1)
+    hit = unique[position] == target
+    above = torch.where(hit, position, count)
+    below = torch.full((count,), count, dtype=torch.long, device=unique.device)
+    below[position[hit]] = vertex[hit]
+    index = torch.stack([vertex, below, above], 1).reshape(-1)
+    weights = torch.tensor([1.0, 0.5, 0.5], device=unique.device).repeat(count)
+    return _Bags(index, weights, torch.arange(0, 3 * count + 1, 3, device=unique.device))
 
 
 def _elevate(features: torch.Tensor) -> torch.Tensor:
@@ -131,27 +161,25 @@ def _barycentric(elevated, rem0, rank, d: int) -> torch.Tensor:
     return weights[:, :d + 1]
 
 
-def _simplex_keys(rem0, rank, d: int) -> torch.Tensor:
-    """Vertex r of the enclosing simplex: rem0 + canonical(r)[rank], first d coordinates."""
-    remainder = torch.arange(d + 1, device=rem0.device).reshape(1, d + 1, 1)
-    position = rank[:, :d].unsqueeze(1)  # N x 1 x d
-    canonical = torch.where(position <= d - remainder, remainder, remainder - (d + 1))
-    return rem0[:, :d].round().long().unsqueeze(1) + canonical
-
-
-def _encode(keys: torch.Tensor):
-    """One int64 per key (mixed radix over each coordinate's range, with room for the
-    neighbours' +-d steps), and the function that encodes further keys the same way."""
-    margin = keys.shape[1] + 1
-    low = keys.min(0).values - margin
-    span = keys.max(0).values + margin - low + 1
-    radix = torch.cumprod(torch.cat([torch.ones_like(span[:1]), span[:-1]]), 0)
+def _vertex_codes(rem0, rank, d: int):
+    """Each point's d+1 simplex vertices (vertex r: rem0 + canonical(r)[rank]) as one int64
+    each, a mixed-radix code of the first d coordinates with room for the neighbours'
+    +-d steps; and the code step of each lattice direction ((1, .., -d, .., 1), then ones),
+    so neighbours are found by adding a constant to a code."""
+    base = rem0[:, :d].round().long()
+    low = base.min(0).values - 2 * d - 1
+    span = base.max(0).values + 2 * d + 1 - low + 1
     if float(torch.prod(span.double())) >= 2.0 ** 62:
         raise ValueError("lattice keys span too wide a range to hash; scale the features down")
-
-    def coder(more: torch.Tensor) -> torch.Tensor:
-        return ((more - low) * radix).sum(1)
-    return coder(keys), coder
+    radix = torch.cumprod(torch.cat([torch.ones_like(span[:1]), span[:-1]]), 0)
+    # canonical(r)[rank_i] = r - (d+1) [rank_i > d - r]
+    remainder = torch.arange(d + 1, device=rem0.device)
+    wraps = rank[:, None, :d] > (d - remainder)[None, :, None]  # N x (d+1) x d
+    total = int(radix.sum())
+    codes = ((base - low) * radix).sum(1, keepdim=True) + remainder * total \
+        - (d + 1) * (wraps * radix).sum(2)
+    steps = [total - (d + 1) * int(radix[axis]) for axis in range(d)] + [total]
+    return codes, steps
 
 
 # ------------------------------------------------------------------ exact filters
@@ -226,17 +254,28 @@ class MultiStageMeanfield(nn.Module):
         self.bilateral_weight = nn.Parameter(torch.diag(torch.tensor(bilateral_weights,
                                                                      dtype=torch.float32)))
         self.compatibility = nn.Parameter(-torch.eye(classes))
+        self._spatial_cache: dict = {}
 
     def filters(self, image: torch.Tensor) -> tuple[GaussianFilter, GaussianFilter]:
         """The spatial and bilateral kernels of one 3 x H x W image."""
         height, width = image.shape[1:]
         grid = pixel_grid(height, width, image.dtype, image.device)
-        spatial = GaussianFilter(grid / self.theta_gamma, self.spatial_backend,
-                                 grid=(height, width), theta=self.theta_gamma)
         colour = image.reshape(3, -1).T / self.theta_beta
         bilateral = GaussianFilter(torch.cat([grid / self.theta_alpha, colour], 1).detach(),
                                    self.bilateral_backend)
-        return spatial, bilateral
+        return self._spatial_filter(grid, height, width), bilateral
+
+    def _spatial_filter(self, grid, height, width) -> GaussianFilter:
+        """The spatial kernel depends on the size only: built once per size, as Caffe's
+        layer builds it in Reshape."""
+        key = (height, width, grid.dtype, grid.device, self.theta_gamma, self.spatial_backend)
+        if key not in self._spatial_cache:
+            if len(self._spatial_cache) >= 4:
+                self._spatial_cache.clear()
+            self._spatial_cache[key] = GaussianFilter(grid / self.theta_gamma,
+                                                      self.spatial_backend, grid=(height, width),
+                                                      theta=self.theta_gamma)
+        return self._spatial_cache[key]
 
     def forward(self, unary, first, image):
         outputs = []
@@ -246,11 +285,15 @@ class MultiStageMeanfield(nn.Module):
         return torch.stack(outputs)
 
     def infer(self, unary, logits, spatial, bilateral):
+        # pixels x classes throughout: the filters gather rows, so no transposed copies
         classes, height, width = unary.shape
-        unary = unary.reshape(classes, -1)
-        logits = logits.reshape(classes, -1)
+        unary = unary.reshape(classes, -1).T
+        logits = logits.reshape(classes, -1).T
+        # Z' = U - (S Ws^T + B Wb^T) Mu^T, with the C x C products taken once
+        spatial_map = -self.spatial_weight.T @ self.compatibility.T
+        bilateral_map = -self.bilateral_weight.T @ self.compatibility.T
         for _ in range(self.iterations):
-            q = torch.softmax(logits, 0).T  # pixels x classes
-            message = self.spatial_weight @ spatial(q).T + self.bilateral_weight @ bilateral(q).T
-            logits = unary - self.compatibility @ message
-        return logits.reshape(classes, height, width)
+            q = torch.softmax(logits, 1)
+            logits = torch.addmm(torch.addmm(unary, spatial(q), spatial_map),
+                                 bilateral(q), bilateral_map)
+        return logits.T.reshape(classes, height, width)
