@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 BACKENDS = ("lattice", "dense", "separable")
+_CHUNK = 1 << 16  # points per step of the lattice build
 
 
 # ------------------------------------------------------------------ permutohedral lattice
@@ -37,21 +38,31 @@ class PermutohedralLattice:
         work = features.detach()
         if work.dtype not in (torch.float32, torch.float64):
             work = work.float()
-        elevated = _elevate(work)
-        rem0, rank = _closest_remainder_zero(elevated, d)
-        weights = _barycentric(elevated, rem0, rank, d)  # N x (d+1)
-        codes, steps = _vertex_codes(rem0, rank, d)
-        unique, inverse = torch.unique(codes.reshape(-1), sorted=True, return_inverse=True)
-        self.vertex_count = count = unique.numel()
-        vertices = inverse.reshape(points, d + 1)
-        # lattice row `count` is never written: it is the missing neighbour, always 0
-        self.splat = _splat_bags(vertices, weights, count)
-        self.slice = _Bags(vertices.reshape(-1), weights.reshape(-1) / (1.0 + 2.0 ** -d),
+        # per point, in cache-sized chunks (whole-image temporaries cost 3x in page faults)
+        parts = [_simplex(work[start:start + _CHUNK], d) for start in range(0, points, _CHUNK)]
+        base, rank, weights = (torch.cat(part) for part in zip(*parts))
+        low, radix = _code_layout(base, d)
+        codes = torch.cat([_vertex_codes(base[start:start + _CHUNK], rank[start:start + _CHUNK],
+                                         low, radix) for start in range(0, points, _CHUNK)])
+        steps = _direction_steps(radix)
+        # one sort of the N (d+1) codes gives the vertices, each point's vertex ids, and
+        # the splat's grouping of points by vertex
+        ordered, by_vertex = torch.sort(codes.reshape(-1))
+        first = torch.ones_like(ordered, dtype=torch.bool)
+        first[1:] = ordered[1:] != ordered[:-1]
+        unique = ordered[first]
+        self.vertex_count = unique.numel()
+        vertices = torch.empty_like(by_vertex).scatter_(0, by_vertex, first.cumsum(0) - 1)
+        # lattice row vertex_count is never written (an empty bag): the missing neighbour
+        starts = torch.cat([first.nonzero().squeeze(1), by_vertex.new_tensor([ordered.numel()])])
+        self.splat = _Bags(by_vertex // (d + 1), weights.reshape(-1)[by_vertex], starts)
+        self.slice = _Bags(vertices, weights.reshape(-1) / (1.0 + 2.0 ** -d),
                            torch.arange(0, points * (d + 1), d + 1, device=features.device))
         self.blurs = [_blur_bags(unique, step) for step in steps]
 
-    def filter(self, values: torch.Tensor) -> torch.Tensor:
-        return _LatticeFilter.apply(values, self)
+    def filter(self, values: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+        """K values, each output row times `scale` (N x 1) when given."""
+        return _LatticeFilter.apply(values, self, scale)
 
     def run(self, values: torch.Tensor, reverse: bool = False) -> torch.Tensor:
         """slice . blur_d ... blur_0 . splat, or with the blurs reversed (the adjoint)."""
@@ -79,24 +90,16 @@ class _LatticeFilter(torch.autograd.Function):
     """Gradients to the filtered values (the features are constants of the lattice)."""
 
     @staticmethod
-    def forward(ctx, values, lattice):
-        ctx.lattice = lattice
-        return lattice.run(values)
+    def forward(ctx, values, lattice, scale):
+        ctx.lattice, ctx.scale = lattice, scale
+        out = lattice.run(values)
+        return out if scale is None else out.mul_(scale)  # a fresh tensor: scaled in place
 
     @staticmethod
     def backward(ctx, grad):
-        return ctx.lattice.run(grad, reverse=True), None
-
-
-def _splat_bags(vertices: torch.Tensor, weights: torch.Tensor, count: int) -> _Bags:
-    """Vertex v <- the points whose simplex has it, with their barycentric weights; the
-    count + 1 bags are the lattice's rows (the last, the missing neighbour, empty)."""
-    corners = vertices.shape[1]
-    flat = vertices.reshape(-1)
-    by_vertex = torch.argsort(flat, stable=True)
-    offsets = torch.zeros(count + 1, dtype=torch.long, device=flat.device)
-    offsets[1:] = torch.bincount(flat, minlength=count).cumsum(0)
-    return _Bags(by_vertex // corners, weights.reshape(-1)[by_vertex], offsets)
+        if ctx.scale is not None:
+            grad = grad * ctx.scale
+        return ctx.lattice.run(grad, reverse=True), None, None
 
 
 def _blur_bags(unique: torch.Tensor, step: int) -> _Bags:
@@ -138,11 +141,9 @@ def _closest_remainder_zero(elevated: torch.Tensor, d: int):
     rem0 = torch.where(up - elevated < elevated - down, up, down)
     total = (rem0.sum(1) / (d + 1)).round().long()
     residual = elevated - rem0
-    # rank_i = #{j > i: r_i < r_j} + #{j < i: r_j >= r_i}  (ties broken by position)
-    bigger = residual.unsqueeze(1) > residual.unsqueeze(2)  # [n, i, j] = r_j > r_i
-    not_smaller = residual.unsqueeze(1) >= residual.unsqueeze(2)
-    later = torch.triu(torch.ones(d + 1, d + 1, dtype=torch.bool, device=elevated.device), 1)
-    rank = (bigger & later).sum(2) + (not_smaller & later.T).sum(2)
+    # rank_i = #{j: r_j > r_i} + #{j < i: r_j = r_i}: the place in a stable descending sort
+    _, order = torch.sort(residual, dim=1, descending=True, stable=True)
+    rank = torch.empty_like(order).scatter_(1, order, _places(order))
     # bring the point back onto the hyperplane: move the extreme residuals by d+1
     total = total.unsqueeze(1)
     too_high = (total > 0) & (rank >= d + 1 - total)
@@ -150,6 +151,11 @@ def _closest_remainder_zero(elevated: torch.Tensor, d: int):
     rem0 = rem0 - (d + 1) * too_high + (d + 1) * too_low
     rank = rank + total - (d + 1) * too_high + (d + 1) * too_low
     return rem0, rank
+
+
+def _places(like: torch.Tensor) -> torch.Tensor:
+    """0, 1, .., d+1 in every row, shaped like `like`."""
+    return torch.arange(like.shape[1], device=like.device).expand_as(like)
 
 
 def _barycentric(elevated, rem0, rank, d: int) -> torch.Tensor:
@@ -161,25 +167,42 @@ def _barycentric(elevated, rem0, rank, d: int) -> torch.Tensor:
     return weights[:, :d + 1]
 
 
-def _vertex_codes(rem0, rank, d: int):
-    """Each point's d+1 simplex vertices (vertex r: rem0 + canonical(r)[rank]) as one int64
-    each, a mixed-radix code of the first d coordinates with room for the neighbours'
-    +-d steps; and the code step of each lattice direction ((1, .., -d, .., 1), then ones),
-    so neighbours are found by adding a constant to a code."""
-    base = rem0[:, :d].round().long()
+def _simplex(features: torch.Tensor, d: int):
+    """Each point's remainder-0 lattice point (first d coordinates, integers), the ranks of
+    its residuals and its barycentric weights."""
+    elevated = _elevate(features)
+    rem0, rank = _closest_remainder_zero(elevated, d)
+    return rem0[:, :d].round().long(), rank, _barycentric(elevated, rem0, rank, d)
+
+
+def _code_layout(base: torch.Tensor, d: int):
+    """A mixed-radix int64 code over the first d coordinates, with room for the vertices'
+    and neighbours' +-d steps: its origin and radices."""
     low = base.min(0).values - 2 * d - 1
     span = base.max(0).values + 2 * d + 1 - low + 1
     if float(torch.prod(span.double())) >= 2.0 ** 62:
         raise ValueError("lattice keys span too wide a range to hash; scale the features down")
-    radix = torch.cumprod(torch.cat([torch.ones_like(span[:1]), span[:-1]]), 0)
-    # canonical(r)[rank_i] = r - (d+1) [rank_i > d - r]
-    remainder = torch.arange(d + 1, device=rem0.device)
-    wraps = rank[:, None, :d] > (d - remainder)[None, :, None]  # N x (d+1) x d
+    return low, torch.cumprod(torch.cat([torch.ones_like(span[:1]), span[:-1]]), 0)
+
+
+def _vertex_codes(base, rank, low, radix) -> torch.Tensor:
+    """The codes of each point's d+1 simplex vertices, vertex r being rem0 + canonical(r)
+    [rank]. canonical(r)[rank_i] = r - (d+1) [rank_i > d - r]: vertex r wraps the
+    coordinates ranked d+1-r .. d, so its code loses (d+1) times their radices, a running
+    sum in rank order."""
+    d = base.shape[1]
     total = int(radix.sum())
-    codes = ((base - low) * radix).sum(1, keepdim=True) + remainder * total \
-        - (d + 1) * (wraps * radix).sum(2)
-    steps = [total - (d + 1) * int(radix[axis]) for axis in range(d)] + [total]
-    return codes, steps
+    order = torch.empty_like(rank).scatter_(1, rank, _places(rank))  # coordinate of rank k
+    by_rank = torch.cat([radix, radix.new_zeros(1)])[order]  # coordinate d is implicit
+    wrapped = torch.cat([by_rank.new_zeros(len(rank), 1), by_rank.flip(1).cumsum(1)[:, :d]], 1)
+    remainder = torch.arange(d + 1, device=base.device)
+    return ((base - low) * radix).sum(1, keepdim=True) + remainder * total - (d + 1) * wrapped
+
+
+def _direction_steps(radix) -> list[int]:
+    """The code step along each lattice direction: (1, .., -d, .., 1), then all ones."""
+    total = int(radix.sum())
+    return [total - (len(radix) + 1) * int(step) for step in radix] + [total]
 
 
 # ------------------------------------------------------------------ exact filters
@@ -194,14 +217,17 @@ def dense_filter(features: torch.Tensor, values: torch.Tensor, chunk: int = 2048
 
 
 def separable_filter(height: int, width: int, theta, values: torch.Tensor) -> torch.Tensor:
-    """The exact spatial Gaussian exp(-(dx^2 + dy^2) / (2 theta^2)) over an H x W grid, as a
-    column pass and a row pass; values are (H W) x V."""
-    def kernel(size):
+    """The exact spatial Gaussian exp(-dx^2 / (2 theta_x^2) - dy^2 / (2 theta_y^2)) over an
+    H x W grid, as a column pass and a row pass; values are (H W) x V. theta is one width or
+    a tensor (theta_x, theta_y), differentiable."""
+    theta_x, theta_y = (theta[0], theta[1]) if torch.is_tensor(theta) else (theta, theta)
+
+    def kernel(size, width_):
         position = torch.arange(size, dtype=values.dtype, device=values.device)
-        return torch.exp(-0.5 * ((position[:, None] - position[None, :]) / theta) ** 2)
+        return torch.exp(-0.5 * ((position[:, None] - position[None, :]) / width_) ** 2)
     grid = values.reshape(height, width, -1)
-    grid = torch.einsum("hk,kwv->hwv", kernel(height), grid)
-    grid = torch.einsum("wk,hkv->hwv", kernel(width), grid)
+    grid = torch.einsum("hk,kwv->hwv", kernel(height, theta_y), grid)
+    grid = torch.einsum("wk,hkv->hwv", kernel(width, theta_x), grid)
     return grid.reshape(height * width, -1)
 
 
@@ -225,6 +251,8 @@ class GaussianFilter:
         return separable_filter(*self.grid, self.theta, values)
 
     def __call__(self, values: torch.Tensor) -> torch.Tensor:
+        if self.backend == "lattice":
+            return self.lattice.filter(values, self.normaliser.to(values.dtype))
         return self.raw(values) * self.normaliser
 
 
@@ -287,13 +315,102 @@ class MultiStageMeanfield(nn.Module):
     def infer(self, unary, logits, spatial, bilateral):
         # pixels x classes throughout: the filters gather rows, so no transposed copies
         classes, height, width = unary.shape
-        unary = unary.reshape(classes, -1).T
+        unary = unary.reshape(classes, -1).T.contiguous()  # addmm would copy it every time
         logits = logits.reshape(classes, -1).T
         # Z' = U - (S Ws^T + B Wb^T) Mu^T, with the C x C products taken once
         spatial_map = -self.spatial_weight.T @ self.compatibility.T
         bilateral_map = -self.bilateral_weight.T @ self.compatibility.T
         for _ in range(self.iterations):
             q = torch.softmax(logits, 1)
-            logits = torch.addmm(torch.addmm(unary, spatial(q), spatial_map),
-                                 bilateral(q), bilateral_map)
+            logits = torch.addmm(unary, spatial(q), spatial_map).addmm_(bilateral(q),
+                                                                        bilateral_map)
         return logits.T.reshape(classes, height, width)
+
+
+# ------------------------------------------------------------------ learned kernel widths
+class LearnedKernelMeanfield(nn.Module):
+    """Schwing & Urtasun's fully connected deep structured model in Caffe's terms (A7):
+    Potts compatibility fixed; learned are one spatial and one bilateral weight and the
+    width of every kernel feature (spatial x, y; bilateral x, y and the three colour
+    channels). Messages are unnormalised sums over the other pixels, K Q - Q. Per
+    iteration: Q = softmax(Z); Z' = U + w_s (Ks Q - Q) + w_b (Kb Q - Q).
+
+    Widths get gradients from autograd with the separable and dense backends; with the
+    lattice from the identity sum_j (u_i - u_j)^2 k_ij v_j = u_i^2 (Kv)_i - 2 u_i (K(u v))_i
+    + (K(u^2 v))_i, which holds for the lattice's own weights k_ij (see _WidthGradient)."""
+
+    def __init__(self, iterations: int, weights, spatial_widths, bilateral_widths,
+                 spatial_backend: str = "separable", bilateral_backend: str = "lattice"):
+        super().__init__()
+        self.iterations = iterations
+        self.spatial_backend, self.bilateral_backend = spatial_backend, bilateral_backend
+        self.weights = nn.Parameter(torch.tensor(weights, dtype=torch.float32))
+        self.spatial_width = nn.Parameter(torch.tensor(spatial_widths, dtype=torch.float32))
+        self.bilateral_width = nn.Parameter(torch.tensor(bilateral_widths, dtype=torch.float32))
+
+    def forward(self, unary, first, image):
+        outputs = []
+        for n in range(unary.shape[0]):
+            height, width = image.shape[2:]
+            grid = pixel_grid(height, width, image.dtype, image.device)
+            features = torch.cat([grid, image[n].detach().reshape(3, -1).T], 1)
+            spatial = self._kernel(grid, self.spatial_width, self.spatial_backend,
+                                   (height, width))
+            bilateral = self._kernel(features, self.bilateral_width, self.bilateral_backend)
+            outputs.append(self.infer(unary[n], first[n], spatial, bilateral))
+        return torch.stack(outputs)
+
+    @staticmethod
+    def _kernel(features, widths, backend, grid=None):
+        """v -> K v for the Gaussian over features / widths, differentiable in v and widths."""
+        if backend == "lattice":
+            centred = features - features.mean(0)  # smaller u: less cancellation in the identity
+            lattice = PermutohedralLattice(centred / widths.detach().to(centred.dtype))
+            return lambda values: _WidthGradient.apply(values, widths, lattice, centred)
+        if backend == "dense":
+            return lambda values: dense_filter(features / widths, values)
+        if backend == "separable" and grid is not None:
+            return lambda values: separable_filter(*grid, widths, values)
+        raise ValueError(f"backend {backend!r}: one of {BACKENDS} (separable: spatial only)")
+
+    def infer(self, unary, logits, spatial, bilateral):
+        classes, height, width = unary.shape
+        unary = unary.reshape(classes, -1).T
+        logits = logits.reshape(classes, -1).T
+        for _ in range(self.iterations):
+            q = torch.softmax(logits, 1)
+            logits = unary + self.weights[0] * (spatial(q) - q) \
+                + self.weights[1] * (bilateral(q) - q)
+        return logits.T.reshape(classes, height, width)
+
+
+class _WidthGradient(torch.autograd.Function):
+    """K v through a kernel with run(values, reverse) (the lattice), with gradients to v
+    (the adjoint) and to the widths theta_m of the features u_m: dk_ij/dtheta_m =
+    k_ij (u_im - u_jm)^2 / theta_m^3, so with h = K^T g,
+    dL/dtheta_m = theta_m^-3 sum_i [u_im^2 g_i.(Kv)_i - 2 u_im v_i.(K^T(u_m g))_i + u_im^2 v_i.h_i],
+    one extra pass of the adjoint over m x V channels. float64 keeps the cancelling terms."""
+
+    @staticmethod
+    def forward(ctx, values, widths, kernel, features):
+        out = kernel.run(values)
+        ctx.save_for_backward(values, out, widths)
+        ctx.kernel, ctx.features = kernel, features
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        values, out, widths = ctx.saved_tensors
+        kernel, u = ctx.kernel, ctx.features.double()
+        adjoint = kernel.run(grad, reverse=True)
+        grad_widths = None
+        if ctx.needs_input_grad[1]:
+            g, v, points = grad.double(), values.double(), u.shape[0]
+            shifted = kernel.run((u[:, :, None] * g[:, None, :]).reshape(points, -1),
+                                 reverse=True).reshape(points, u.shape[1], -1)
+            squares = u ** 2
+            total = squares * ((g * out.double()).sum(1, keepdim=True)
+                               + (v * adjoint.double()).sum(1, keepdim=True)) \
+                - 2 * u * (v[:, None, :] * shifted).sum(2)
+            grad_widths = (total.sum(0) / widths.double() ** 3).to(widths.dtype)
+        return adjoint, grad_widths, None, None

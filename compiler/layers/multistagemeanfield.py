@@ -26,6 +26,12 @@ class MultiStageMeanfield(LayerRule):
         for name in ("theta_alpha", "theta_beta", "theta_gamma"):
             if getattr(param, name) <= 0:
                 yield Issue(f"{name} must be positive", _P + (name,))
+        if param.parameterization == param.LEARNED_KERNELS:
+            for name in ("spatial_filter_weights_str", "bilateral_filter_weights_str"):
+                if getattr(param, name):
+                    yield Issue(f"{name} is ignored with parameterization LEARNED_KERNELS, "
+                                "which learns one spatial and one bilateral weight",
+                                _P + (name,), warning=True)
 
     def top_shapes(self, layer, bottoms):
         unary, first, image = bottoms
@@ -46,20 +52,10 @@ class MultiStageMeanfield(LayerRule):
         return [unary]
 
     def lower(self, layer, ctx):
-        """Ws and Wb start diagonal (the *_weights_str numbers, else the scalar weights),
-        Mu = -I: the intended initialisation, which a caffemodel's three blobs replace."""
         param = layer.multi_stage_meanfield_param
-        classes = ctx.bottom_shapes[0][1]
-        diagonals = {}
-        for kind in ("spatial", "bilateral"):
-            text = getattr(param, f"{kind}_filter_weights_str")
-            diagonals[kind] = (_numbers(text, kind) if text
-                               else [getattr(param, f"{kind}_filter_weight")] * classes)
-        return ModuleSpec("netdef.crf.MultiStageMeanfield", dict(
-            classes=classes, iterations=param.num_iterations, theta_alpha=param.theta_alpha,
-            theta_beta=param.theta_beta, theta_gamma=param.theta_gamma,
-            spatial_weights=diagonals["spatial"], bilateral_weights=diagonals["bilateral"]),
-            ("spatial_weight", "bilateral_weight", "compatibility"))
+        if param.parameterization == param.LEARNED_KERNELS:
+            return _learned_kernels(param)
+        return _caffe(param, ctx.bottom_shapes[0][1])
 
     def summary(self, layer):
         param = layer.multi_stage_meanfield_param
@@ -69,6 +65,31 @@ class MultiStageMeanfield(LayerRule):
     def spatial_map(self, layer, ctx):
         ctx.merged()  # unaries, logits and image must sit on the same pixels
         return [ctx.ended()]  # the CRF is fully connected: every pixel reads every other
+
+
+def _caffe(param, classes: int) -> ModuleSpec:
+    """Ws and Wb start diagonal (the *_weights_str numbers, else the scalar weights),
+    Mu = -I: the intended initialisation, which a caffemodel's three blobs replace."""
+    diagonals = {}
+    for kind in ("spatial", "bilateral"):
+        text = getattr(param, f"{kind}_filter_weights_str")
+        diagonals[kind] = (_numbers(text, kind) if text
+                           else [getattr(param, f"{kind}_filter_weight")] * classes)
+    return ModuleSpec("netdef.crf.MultiStageMeanfield", dict(
+        classes=classes, iterations=param.num_iterations, theta_alpha=param.theta_alpha,
+        theta_beta=param.theta_beta, theta_gamma=param.theta_gamma,
+        spatial_weights=diagonals["spatial"], bilateral_weights=diagonals["bilateral"]),
+        ("spatial_weight", "bilateral_weight", "compatibility"))
+
+
+def _learned_kernels(param) -> ModuleSpec:
+    """Schwing & Urtasun: the widths start at the thetas (x, y; x, y, three colours)."""
+    return ModuleSpec("netdef.crf.LearnedKernelMeanfield", dict(
+        iterations=param.num_iterations,
+        weights=[param.spatial_filter_weight, param.bilateral_filter_weight],
+        spatial_widths=[param.theta_gamma] * 2,
+        bilateral_widths=[param.theta_alpha] * 2 + [param.theta_beta] * 3),
+        ("weights", "spatial_width", "bilateral_width"))
 
 
 def _numbers(text: str, name: str) -> list[float]:
