@@ -31,3 +31,22 @@ def test_fcn8s_on_cuda():
     with torch.no_grad():
         out = model(data=torch.randn(1, 3, 500, 500, device="cuda"))["score"]
     assert out.shape == (1, 21, 500, 500) and out.is_cuda
+
+
+@cuda
+def test_crf_lattice_on_cuda_matches_cpu_with_gradients():
+    from .test_crf import CRF_NET
+    text = CRF_NET.format(c=3, extra="")
+    generator = torch.Generator().manual_seed(0)
+    feeds = dict(unary=torch.randn(2, 3, 20, 24, generator=generator),
+                 q0=torch.randn(2, 3, 20, 24, generator=generator),
+                 image=torch.rand(2, 3, 20, 24, generator=generator) * 255)
+    outputs, grads = {}, {}
+    for device in ("cpu", "cuda"):
+        model = netdef.load(text, device=device)
+        out = model(**{k: v.to(device) for k, v in feeds.items()})["pred"]
+        out.square().sum().backward()
+        outputs[device] = out.detach().cpu()
+        grads[device] = model.get_submodule("inference1").compatibility.grad.cpu()
+    assert torch.allclose(outputs["cuda"], outputs["cpu"], rtol=1e-4, atol=1e-4)
+    assert torch.allclose(grads["cuda"], grads["cpu"], rtol=1e-3, atol=1e-3)
