@@ -53,9 +53,10 @@ def model_source(module: fx.GraphModule, source: str, title: str) -> str:
         layers.append(f"  {node.meta['caffe_layer']} ({node.meta['caffe_type']}, line "
                       f"{node.meta['caffe_line']}) -> {node.target}")
     forward = _indent(module.code.strip("\n"))
-    uses_runtime = any(s.factory.startswith("netdef.runtime.") for s in module.caffe_specs.values())
+    netdef_modules = sorted({s.factory.rsplit(".", 1)[0] for s in module.caffe_specs.values()
+                             if s.factory.startswith("netdef.")})
     return HEADER.format(title=title, source=source, layers="\n".join(layers),
-                         runtime_import="import netdef.runtime\n" if uses_runtime else "",
+                         runtime_import="".join(f"import {name}\n" for name in netdef_modules),
                          name=type(module).__name__, constructors="\n".join(constructors) or
                          "        pass", forward=forward)
 

@@ -179,3 +179,32 @@ def test_per_class_weights_with_learned_kernels_draw_a_warning():
         "parameterization", 'spatial_filter_weights_str: "1 1 1" parameterization')
     problems = netdef.check(text)
     assert any("spatial_filter_weights_str is ignored" in str(p) for p in problems)
+
+
+CRF_RUNNER = """
+import sys, numpy as np, torch
+sys.path.insert(0, sys.argv[1])
+import model
+feeds = dict(np.load(sys.argv[2]))
+out = model.load()(**{k: torch.from_numpy(v) for k, v in feeds.items()})
+np.save(sys.argv[3], out["pred"].detach().numpy())
+assert "netdef.compiler" not in sys.modules, "model.py must not need the compiler"
+"""
+
+
+@pytest.mark.parametrize("parameterization", ["CAFFE", "LEARNED_KERNELS"])
+def test_compiled_model_py_runs_both_crf_parameterizations(cli, tmp_path, parameterization):
+    import subprocess
+    import sys
+    text = LEARNED_NET.format(h=12, w=10).replace("LEARNED_KERNELS", parameterization)
+    (tmp_path / "crf.prototxt").write_text(text)
+    code, _, _ = cli("compile", tmp_path / "crf.prototxt", "-o", tmp_path / "out")
+    assert code == 0
+    unary, image, _ = _scene(12, 10, 3, 2)
+    feeds = dict(unary=unary[None].astype(np.float32), image=image[None].astype(np.float32))
+    np.savez(tmp_path / "in.npz", **feeds)
+    subprocess.run([sys.executable, "-c", CRF_RUNNER, str(tmp_path / "out"),
+                    str(tmp_path / "in.npz"), str(tmp_path / "pred.npy")], check=True)
+    with torch.no_grad():
+        ours = netdef.load(text)(**{k: torch.from_numpy(v) for k, v in feeds.items()})["pred"]
+    assert np.array_equal(np.load(tmp_path / "pred.npy"), ours.numpy())
