@@ -44,21 +44,13 @@ class PermutohedralLattice:
         low, radix = _code_layout(base, d)
         codes = torch.cat([_vertex_codes(base[start:start + _CHUNK], rank[start:start + _CHUNK],
                                          low, radix) for start in range(0, points, _CHUNK)])
-        steps = _direction_steps(radix)
-        # one sort of the N (d+1) codes gives the vertices, each point's vertex ids, and
-        # the splat's grouping of points by vertex
-        ordered, by_vertex = torch.sort(codes.reshape(-1))
-        first = torch.ones_like(ordered, dtype=torch.bool)
-        first[1:] = ordered[1:] != ordered[:-1]
-        unique = ordered[first]
+        unique, vertices, by_vertex, starts = _hash(codes.reshape(-1))
         self.vertex_count = unique.numel()
-        vertices = torch.empty_like(by_vertex).scatter_(0, by_vertex, first.cumsum(0) - 1)
         # lattice row vertex_count is never written (an empty bag): the missing neighbour
-        starts = torch.cat([first.nonzero().squeeze(1), by_vertex.new_tensor([ordered.numel()])])
         self.splat = _Bags(by_vertex // (d + 1), weights.reshape(-1)[by_vertex], starts)
         self.slice = _Bags(vertices, weights.reshape(-1) / (1.0 + 2.0 ** -d),
                            torch.arange(0, points * (d + 1), d + 1, device=features.device))
-        self.blurs = [_blur_bags(unique, step) for step in steps]
+        self.blurs = [_blur_bags(unique, step) for step in _direction_steps(radix)]
 
     def filter(self, values: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
         """K values, each output row times `scale` (N x 1) when given."""
@@ -100,6 +92,17 @@ class _LatticeFilter(torch.autograd.Function):
         if ctx.scale is not None:
             grad = grad * ctx.scale
         return ctx.lattice.run(grad, reverse=True), None, None
+
+
+def _hash(codes: torch.Tensor):
+    """One sort of the vertex codes gives the sorted distinct codes, each code's vertex id,
+    the codes' order grouped by vertex, and where each group starts (plus the end)."""
+    ordered, by_vertex = torch.sort(codes)
+    first = torch.ones_like(ordered, dtype=torch.bool)
+    first[1:] = ordered[1:] != ordered[:-1]
+    vertices = torch.empty_like(by_vertex).scatter_(0, by_vertex, first.cumsum(0) - 1)
+    starts = torch.cat([first.nonzero().squeeze(1), by_vertex.new_tensor([codes.numel()])])
+    return ordered[first], vertices, by_vertex, starts
 
 
 def _blur_bags(unique: torch.Tensor, step: int) -> _Bags:
