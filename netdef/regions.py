@@ -165,3 +165,128 @@ class _RegionLoss(torch.autograd.Function):
     def backward(ctx, grad_output):
         (gradient,) = ctx.saved_tensors
         return grad_output * gradient, None, None
+
+
+# ------------------------------------------------------------------ non-max suppression
+class RegionNMS(nn.Module):
+    """Greedy non-max suppression over every pathway's regions (B6). A region's mask is its
+    logits > 0 (sigmoid > 0.5) on its own cells, its score the mean probability over the
+    mask; empty masks are dropped. In score order, a kept region suppresses every region
+    whose pixel IoU with it exceeds `threshold`. The regions that can overlap a given one
+    are known from the grids (windows that intersect), so each kept region costs a constant
+    amount of work and the whole pass is linear in the number of regions plus a sort.
+
+    IoU is exact in pixels and computed on the coarse masks: every cell of the finer mask
+    lies inside one cell of the coarser, so the intersection is a sum over the finer cells
+    of the coarser mask read at their position. Returns K x 5: image, pathway, row, column,
+    score."""
+
+    def __init__(self, strides, windows, threshold: float = 0.5):
+        super().__init__()
+        self.strides, self.windows, self.threshold = list(strides), list(windows), threshold
+
+    def forward(self, *logits: torch.Tensor) -> torch.Tensor:
+        kept = []
+        for n in range(logits[0].shape[0]):
+            found = region_nms([q[n] for q in logits], self.strides, self.windows,
+                               self.threshold)
+            kept.append(torch.cat([found.new_full((len(found), 1), n), found], 1))
+        return torch.cat(kept)
+
+
+class _Pathway:
+    """One pathway's regions: masks (Hg x Wg x w x w), scores, origins in pixels."""
+
+    def __init__(self, logits, stride, window):
+        self.stride, self.window, self.half = stride, window, window // 2
+        probability = torch.sigmoid(logits.detach().float())
+        self.grid = logits.shape[1:]
+        self.masks = (probability > 0.5).permute(1, 2, 0).reshape(*self.grid, window, window)
+        cells = self.masks.sum((2, 3))
+        self.scores = torch.where(cells > 0, (probability * (probability > 0.5)).sum(0)
+                                  / cells.clamp_min(1), torch.zeros(()))
+        self.areas = cells * stride * stride
+
+
+def region_nms(logits, strides, windows, threshold):
+    """One image: logits per pathway (w^2 x Hg x Wg); returns K x 4 (pathway, row, column,
+    score) of the kept regions in score order."""
+    pathways = [_Pathway(q, s, w) for q, s, w in zip(logits, strides, windows)]
+    scores = torch.cat([p.scores.reshape(-1) for p in pathways])
+    sizes = [p.scores.numel() for p in pathways]
+    offsets = [0]
+    for size in sizes:
+        offsets.append(offsets[-1] + size)
+    suppressed = scores <= 0  # empty masks never compete
+    order = torch.sort(scores, descending=True, stable=True).indices.tolist()
+    kept = []
+    for index in order:
+        if suppressed[index]:
+            continue
+        p = next(k for k in range(len(pathways)) if index < offsets[k + 1])
+        row, column = divmod(index - offsets[p], pathways[p].grid[1])
+        kept.append((p, row, column, float(scores[index])))
+        for q, other in enumerate(pathways):
+            rows, columns, iou = _overlaps(pathways[p], row, column, other)
+            over = iou > threshold
+            flat = offsets[q] + rows[:, None] * other.grid[1] + columns[None, :]
+            suppressed[flat[over]] = True
+    return torch.tensor(kept, dtype=torch.float32).reshape(-1, 4)
+
+
+def _overlaps(a: _Pathway, row: int, column: int, b: _Pathway):
+    """IoU of region (row, column) of pathway a with every region of b whose window meets
+    its window: (rows, columns, IoU as rows x columns)."""
+    top, left = a.stride * (row - a.half), a.stride * (column - a.half)
+    extent = a.stride * a.window
+    rows, columns = _meeting(b, top, extent, 0), _meeting(b, left, extent, 1)
+    mask = a.masks[row, column]
+    masks = b.masks[rows][:, columns]  # R x C x w_b x w_b
+    if a.stride <= b.stride:
+        inter = _read_coarse_at_fine(mask, top, left, a.stride, masks, rows, columns, b)
+    else:
+        inter = _read_fine_in_coarse(mask, top, left, a.stride, masks, rows, columns, b)
+    union = a.areas[row, column] + b.areas[rows][:, columns] - inter
+    return rows, columns, inter / union.clamp_min(1)
+
+
+def _meeting(b: _Pathway, start: int, extent: int, axis: int) -> torch.Tensor:
+    """Cells of b along an axis whose windows [S(i-h), S(i+h)) meet [start, start+extent)."""
+    s, h = b.stride, b.half
+    cells = torch.arange(b.grid[axis])
+    low = s * (cells - h)
+    return cells[(low < start + extent) & (low + s * b.window > start)]
+
+
+def _read_coarse_at_fine(mask, top, left, stride, masks, rows, columns, b):
+    """a finer than (or as fine as) b: every cell of a lies inside one cell of b, so the
+    intersection counts a's mask cells where b's mask, read at that cell, is set."""
+    cells = torch.arange(mask.shape[0])
+    local_rows = (top + stride * cells)[None, :] // b.stride - (rows[:, None] - b.half)
+    local_columns = (left + stride * cells)[None, :] // b.stride - (columns[:, None] - b.half)
+    gathered, valid = _read(masks, local_rows, local_columns, b.window, per_candidate=True)
+    return (gathered & valid & mask[None, None]).sum((2, 3)) * stride * stride
+
+
+def _read_fine_in_coarse(mask, top, left, stride, masks, rows, columns, b):
+    """b finer than a: every cell of b lies inside one cell of a; read a's mask there."""
+    cells = torch.arange(b.window)
+    local_rows = (b.stride * ((rows[:, None] - b.half) + cells[None, :]) - top) // stride
+    local_columns = (b.stride * ((columns[:, None] - b.half) + cells[None, :]) - left) // stride
+    gathered, valid = _read(mask, local_rows, local_columns, mask.shape[0], per_candidate=False)
+    return (gathered & valid & masks).sum((2, 3)) * b.stride * b.stride
+
+
+def _read(masks, local_rows, local_columns, side, per_candidate):
+    """masks read at [r, c, y, x] = (local_rows[r, y], local_columns[c, x]), and whether
+    that position lies inside the side x side mask. `per_candidate`: masks is R x C x s x s
+    (one per candidate), else one s x s mask."""
+    valid = (((local_rows >= 0) & (local_rows < side))[:, None, :, None]
+             & ((local_columns >= 0) & (local_columns < side))[None, :, None, :])
+    lr = local_rows.clamp(0, side - 1)[:, None, :, None]
+    lc = local_columns.clamp(0, side - 1)[None, :, None, :]
+    if per_candidate:
+        r = torch.arange(local_rows.shape[0])[:, None, None, None]
+        c = torch.arange(local_columns.shape[0])[None, :, None, None]
+        return masks[r, c, lr, lc], valid
+    return masks[lr, lc], valid

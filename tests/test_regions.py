@@ -164,3 +164,47 @@ def test_loss_gradients_in_float64_and_independent_of_the_chunk():
     a = torch.autograd.grad(small(logits, segments), logits)[0]
     b = torch.autograd.grad(big(logits, segments), logits)[0]
     assert torch.allclose(a, b, atol=1e-14) and a.abs().sum() > 0
+
+
+# ------------------------------------------------------------------ non-max suppression
+def nms_reference(logits, strides, windows, threshold):
+    """Quadratic greedy NMS on full pixel masks: each region drawn on a canvas, IoU with
+    every kept region."""
+    regions = []
+    for p, (q, s, w) in enumerate(zip(logits, strides, windows)):
+        h = w // 2
+        probability = 1 / (1 + np.exp(-q))
+        for i in range(q.shape[1]):
+            for j in range(q.shape[2]):
+                cells = probability[:, i, j].reshape(w, w) > 0.5
+                if not cells.any():
+                    continue
+                score = probability[:, i, j].reshape(w, w)[cells].mean()
+                pixels = set()
+                for a, b in zip(*np.nonzero(cells)):
+                    y, x = s * (i - h + a), s * (j - h + b)
+                    pixels |= {(y + dy, x + dx) for dy in range(s) for dx in range(s)}
+                regions.append((score, p, i, j, pixels))
+    order = sorted(range(len(regions)), key=lambda k: -regions[k][0])  # stable
+    kept = []
+    for k in order:
+        pixels = regions[k][4]
+        if all(len(pixels & regions[m][4]) / len(pixels | regions[m][4]) <= threshold
+               for m in kept):
+            kept.append(k)
+    return [regions[k][1:4] for k in kept]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_nms_equals_the_quadratic_reference(seed):
+    from netdef.regions import region_nms
+    rng = np.random.default_rng(seed)
+    strides, windows = [2, 4, 8], [4, 4, 2]
+    height, width = 24, 32
+    logits = [rng.normal(-0.2, 2.0, (w * w, height // s, width // s))
+              for s, w in zip(strides, windows)]
+    threshold = [0.3, 0.5, 0.7, 0.5][seed]
+    ours = region_nms([torch.from_numpy(q).float() for q in logits], strides, windows, threshold)
+    expected = nms_reference([q.astype(np.float32) for q in logits], strides, windows, threshold)
+    assert len(expected) > 5
+    assert [tuple(int(v) for v in row[:3]) for row in ours.tolist()] == expected
