@@ -1,0 +1,43 @@
+"""models/region_net.prototxt: generated, checked in both phases, and the numbers of Table 4.1
+visible through `netdef info --json`."""
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import netdef
+
+from .conftest import ROOT
+
+MODELS = ROOT / "models"
+
+
+def test_region_net_file_is_what_its_generator_writes():
+    spec = importlib.util.spec_from_file_location("region_models", MODELS / "region_net.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert (MODELS / "region_net.prototxt").read_text() == module.region_net()
+
+
+def test_info_json_shows_the_five_pathways(cli):
+    code, out, _ = cli("info", MODELS / "region_net.prototxt", "--json")
+    assert code == 0
+    report = json.loads(out)
+    transposes = [blob for blob in report["blobs"] if blob["name"].startswith("transpose_")]
+    assert [blob["shape"][1] for blob in transposes] == [196, 196, 324, 324, 324]
+    assert [blob["rf"]["data"]["stride"] for blob in transposes] == [[s, s] for s in
+                                                                     (2, 4, 8, 16, 32)]
+    # B2: cell centres at S i + (S - 1) / 2 (fc6 padded by 3 stays aligned)
+    assert [blob["rf"]["data"]["offset"][0] for blob in transposes] == [0.5, 1.5, 3.5, 7.5, 15.5]
+    grids = [tuple(blob["shape"][2:]) for blob in transposes]
+    assert sum(h * w for h, w in grids) == 102_300  # B1's region count for 640x480
+    assert not report["warnings"]
+
+
+def test_both_phases_check_and_lower():
+    for phase in ("TRAIN", "TEST"):
+        assert not [p for p in netdef.check(MODELS / "region_net.prototxt", phase=phase)]
+        model = netdef.load(MODELS / "region_net.prototxt", phase=phase, device="meta")
+        kinds = {type(m).__name__ for m in model.modules()}
+        assert "RegionTranspose" in kinds
+        assert ("RegionLogisticLoss" if phase == "TRAIN" else "RegionNMS") in kinds
