@@ -78,9 +78,10 @@ convolution_param {{
         return "\n".join(self.lines) + "\n"
 
 
-def inputs(net: Writer) -> None:
-    n, c, h, w = INPUT
-    net.layer("input", "Input", tops=["data", "label"], include="TRAIN", body=f"""
+def inputs(net: Writer, shape=INPUT, label: str = "label") -> None:
+    """TRAIN: the image and a one-channel label map of its size; TEST: the image."""
+    n, c, h, w = shape
+    net.layer("input", "Input", tops=["data", label], include="TRAIN", body=f"""
 input_param {{
   shape {{ dim: {n} dim: {c} dim: {h} dim: {w} }}
   shape {{ dim: {n} dim: 1 dim: {h} dim: {w} }}
