@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     _surgery_arguments(compile_)
 
     run = commands.add_parser("run", help="run a net on .npy arrays or images; write the outputs "
-                              "as .npz, or one of them as an image")
+                              "as .npz, or one of them as an image (a region net: its regions)")
     run.add_argument("net")
     run.add_argument("--weights", help="a .caffemodel (default: the prototxt's fillers)")
     run.add_argument("--input", action="append", default=[], required=True,
@@ -72,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="subtracted from image inputs, added back to drawn BGR outputs")
     run.add_argument("--out", default="outputs.npz",
                      help="FILE.npz (every output) or an image: scores -> argmax in the VOC "
-                          "palette, 3 channels -> BGR picture, 1 channel -> grey")
+                          "palette, 3 channels -> BGR picture, 1 channel -> grey; a region "
+                          "net draws each pathway's regions here and the regions kept by "
+                          "NMS in FILE-kept.png")
     run.add_argument("--fast", action="store_true",
                      help="compile first (netdef.fast: torch.compile; bf16 on CUDA)")
     run.add_argument("--out-blob", help="the output drawn to an image (default: the first 4-D one)")
@@ -218,6 +220,7 @@ def cmd_run(args) -> int:
 
     from . import load
     from .images import is_image, write_image
+    from .proposals import capture
 
     feeds = {name: _read_input(name, path, args.mean) for name, path in args.input}
     module = load(args.net, args.weights, phase=args.phase, device=args.device,
@@ -226,13 +229,16 @@ def cmd_run(args) -> int:
     if args.fast:
         from .fast import fast
         module = fast(module)
-    with torch.no_grad():
+    size = next(iter(feeds.values())).shape[-2:]
+    with torch.no_grad(), capture(module, tuple(size)) as proposals:
         outputs = module(**{name: torch.from_numpy(value).to(args.device)
                             for name, value in feeds.items()})
     arrays = {name: value.detach().cpu().numpy() for name, value in outputs.items()}
     for name, value in arrays.items():
         print(f"{name}: {'x'.join(map(str, value.shape))}, min {value.min():.4g}, "
               f"max {value.max():.4g}")
+    if proposals and is_image(args.out):
+        return _draw_proposals(args, feeds, proposals[0])
     if not is_image(args.out):
         np.savez(args.out, **arrays)
         print(f"wrote {args.out}")
@@ -246,6 +252,22 @@ def cmd_run(args) -> int:
     except ValueError as exc:
         raise UsageError(f"--out {args.out}: {name}: {exc}") from None
     print(f"wrote {args.out}: {name} as {drawn}")
+    return 0
+
+
+def _draw_proposals(args, feeds, proposals) -> int:
+    """A region net drawn: its pathways' regions in --out, the kept ones beside it."""
+    from .images import as_rgb
+    from .proposals import kept_picture, pathway_picture
+
+    name = next(iter(feeds))
+    image = as_rgb(feeds[name], args.mean)
+    stem, extension = os.path.splitext(args.out)
+    kept_path = f"{stem}-kept{extension}"
+    pathway_picture(image, proposals).save(args.out)
+    kept_picture(image, proposals).save(kept_path)
+    print(f"wrote {args.out}: the regions of {len(proposals.logits)} pathways over {name}")
+    print(f"wrote {kept_path}: the best of the {len(proposals.kept)} regions kept by NMS")
     return 0
 
 

@@ -27,6 +27,12 @@ def read_image(path: str, mean: tuple[float, ...] = (0.0, 0.0, 0.0)) -> np.ndarr
     return np.ascontiguousarray(bgr.transpose(2, 0, 1)[None])
 
 
+def as_rgb(blob: np.ndarray, mean: tuple[float, ...] = (0.0, 0.0, 0.0)) -> np.ndarray:
+    """The first image of a 1 x 3 x H x W BGR input blob as H x W x 3 RGB uint8."""
+    bgr = blob[0].transpose(1, 2, 0) + np.asarray(mean, np.float32)
+    return np.clip(bgr[:, :, ::-1], 0, 255).round().astype(np.uint8)
+
+
 def voc_palette(count: int = 256) -> np.ndarray:
     """The PASCAL VOC colour map: label bits spread over the high bits of R, G and B."""
     palette = np.zeros((count, 3), np.uint8)
@@ -49,8 +55,7 @@ def write_image(path: str, blob: np.ndarray, mean: tuple[float, ...] = (0.0, 0.0
                          f"{'x'.join(map(str, blob.shape))}")
     first = blob[0]
     if first.shape[0] == 3:
-        bgr = first.transpose(1, 2, 0) + np.asarray(mean, np.float32)
-        Image.fromarray(np.clip(bgr[:, :, ::-1], 0, 255).round().astype(np.uint8)).save(path)
+        Image.fromarray(as_rgb(blob, mean)).save(path)
         return "BGR picture"
     if first.shape[0] == 1:
         grey = first[0] - first[0].min()

@@ -7,6 +7,7 @@ each axis.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -195,98 +196,234 @@ class RegionNMS(nn.Module):
 
 
 class _Pathway:
-    """One pathway's regions: masks (Hg x Wg x w x w), scores, origins in pixels."""
+    """One pathway's regions, flat in row-major cell order: masks (n x w x w) and their
+    integral images, scores, pixel areas, window origins in pixels."""
 
-    def __init__(self, logits, stride, window):
-        self.stride, self.window, self.half = stride, window, window // 2
+    def __init__(self, logits, stride, window, first):
+        self.stride, self.window, self.half, self.first = stride, window, window // 2, first
         probability = torch.sigmoid(logits.detach().float())
-        self.grid = logits.shape[1:]
-        self.masks = (probability > 0.5).permute(1, 2, 0).reshape(*self.grid, window, window)
-        cells = self.masks.sum((2, 3))
-        self.scores = torch.where(cells > 0, (probability * (probability > 0.5)).sum(0)
+        self.grid = tuple(logits.shape[1:])
+        inside = probability > 0.5
+        self.masks = inside.permute(1, 2, 0).reshape(-1, window, window)
+        cells = self.masks.sum((1, 2))
+        self.scores = torch.where(cells > 0, (probability * inside).sum(0).reshape(-1)
                                   / cells.clamp_min(1), torch.zeros(()))
-        self.areas = cells * stride * stride
+        self.areas = cells.long() * stride * stride
+        self.integral = F.pad(self.masks.int().cumsum(1).cumsum(2), (1, 0, 1, 0))
+        index = torch.arange(self.masks.shape[0], device=logits.device)
+        self.tops = stride * (index // self.grid[1] - self.half)
+        self.lefts = stride * (index % self.grid[1] - self.half)
+        self.alive = cells > 0  # empty masks never compete
+
+    def cells_inside(self, regions, rows, columns):
+        """Mask cells of each region inside [rows) x [columns) (local bounds, broadcast)."""
+        ii = self.integral
+        r = regions.reshape(-1, *([1] * (rows[0].dim() - 1)))
+        return (ii[r, rows[1], columns[1]] - ii[r, rows[0], columns[1]]
+                - ii[r, rows[1], columns[0]] + ii[r, rows[0], columns[0]])
 
 
-def region_nms(logits, strides, windows, threshold):
+def region_nms(logits, strides, windows, threshold, chunk_pairs: int = 1 << 21):
     """One image: logits per pathway (w^2 x Hg x Wg); returns K x 4 (pathway, row, column,
-    score) of the kept regions in score order."""
-    pathways = [_Pathway(q, s, w) for q, s, w in zip(logits, strides, windows)]
-    scores = torch.cat([p.scores.reshape(-1) for p in pathways])
-    sizes = [p.scores.numel() for p in pathways]
-    offsets = [0]
-    for size in sizes:
-        offsets.append(offsets[-1] + size)
-    suppressed = scores <= 0  # empty masks never compete
-    order = torch.sort(scores, descending=True, stable=True).indices.tolist()
+    score) of the kept regions in score order.
+
+    Every pair of regions whose windows meet is a candidate (a constant number per region,
+    known from the grids). Candidates are screened by an upper bound on their IoU (the
+    intersection is at most each mask's part inside the other's window, read from integral
+    images in O(1), and at most either area), the survivors get their exact pixel IoU, and
+    greedy suppression walks the resulting overlap graph in score order."""
+    pathways, first = [], 0
+    for q, s, w in zip(logits, strides, windows):
+        pathways.append(_Pathway(q, s, w, first))
+        first += pathways[-1].masks.shape[0]
+    edges = [_overlapping(pathways[a], pathways[b], threshold, chunk_pairs) if a != b
+             else _overlapping_within(pathways[a], threshold)
+             for a in range(len(pathways)) for b in range(a, len(pathways))]
+    scores = torch.cat([p.scores for p in pathways])
+    alive = torch.cat([p.alive for p in pathways])
+    kept = _greedy(scores, alive, torch.cat([e[0] for e in edges]),
+                   torch.cat([e[1] for e in edges]))
+    where = torch.tensor([p.first for p in pathways])
+    pathway = torch.searchsorted(where, kept, right=True) - 1
+    cell = kept - where[pathway]
+    columns = torch.tensor([p.grid[1] for p in pathways])[pathway]
+    return torch.stack([pathway.float(), (cell // columns).float(), (cell % columns).float(),
+                        scores[kept]], 1)
+
+
+def _greedy(scores, alive, first, second):
+    """Greedy NMS on the overlap graph: in score order (ties by index), keep a region unless
+    a kept one overlaps it."""
+    count = len(scores)
+    ends = torch.cat([first, second])
+    others = torch.cat([second, first])
+    order = torch.argsort(ends, stable=True)
+    neighbours = others[order].numpy()
+    starts = np.zeros(count + 1, np.int64)
+    starts[1:] = np.cumsum(np.bincount(ends.numpy(), minlength=count))
+    suppressed = (~alive).numpy().copy()
     kept = []
-    for index in order:
+    for index in torch.sort(scores, descending=True, stable=True).indices.tolist():
         if suppressed[index]:
             continue
-        p = next(k for k in range(len(pathways)) if index < offsets[k + 1])
-        row, column = divmod(index - offsets[p], pathways[p].grid[1])
-        kept.append((p, row, column, float(scores[index])))
-        for q, other in enumerate(pathways):
-            rows, columns, iou = _overlaps(pathways[p], row, column, other)
-            over = iou > threshold
-            flat = offsets[q] + rows[:, None] * other.grid[1] + columns[None, :]
-            suppressed[flat[over]] = True
-    return torch.tensor(kept, dtype=torch.float32).reshape(-1, 4)
+        kept.append(index)
+        suppressed[neighbours[starts[index]:starts[index + 1]]] = True
+    return torch.tensor(kept, dtype=torch.long)
 
 
-def _overlaps(a: _Pathway, row: int, column: int, b: _Pathway):
-    """IoU of region (row, column) of pathway a with every region of b whose window meets
-    its window: (rows, columns, IoU as rows x columns)."""
-    top, left = a.stride * (row - a.half), a.stride * (column - a.half)
-    extent = a.stride * a.window
-    rows, columns = _meeting(b, top, extent, 0), _meeting(b, left, extent, 1)
-    mask = a.masks[row, column]
-    masks = b.masks[rows][:, columns]  # R x C x w_b x w_b
-    if a.stride <= b.stride:
-        inter = _read_coarse_at_fine(mask, top, left, a.stride, masks, rows, columns, b)
-    else:
-        inter = _read_fine_in_coarse(mask, top, left, a.stride, masks, rows, columns, b)
-    union = a.areas[row, column] + b.areas[rows][:, columns] - inter
-    return rows, columns, inter / union.clamp_min(1)
+def _overlapping_within(p: _Pathway, threshold):
+    """Global indices (u, v) of the region pairs of one pathway with IoU > threshold, each
+    pair once. Two regions of a pathway differ by a whole-cell shift (di, dj), |di|, |dj| < w,
+    so the work goes shift by shift over the whole grid: the IoU bound from the integral
+    images reads the same window corners for every pair, and the exact intersection is one
+    slice of each mask."""
+    height, width = p.grid
+    w = p.window
+    # corner (r, c) of every region's integral image as one contiguous H x W plane
+    grid = p.integral.permute(1, 2, 0).reshape(w + 1, w + 1, height, width).contiguous()
+    areas = torch.where(p.alive, p.areas, 0).reshape(height, width)
+    found_u, found_v = [], []
+    for di in range(min(w, height)):
+        for dj in range(-min(w, width) + 1, min(w, width)):
+            if di == 0 and dj <= 0:
+                continue  # each pair once
+            u, v = _shift_pairs(p, grid, areas, di, dj, threshold)
+            found_u.append(u + p.first)
+            found_v.append(v + p.first)
+    empty = torch.zeros(0, dtype=torch.long)
+    return torch.cat(found_u or [empty]), torch.cat(found_v or [empty])
 
 
-def _meeting(b: _Pathway, start: int, extent: int, axis: int) -> torch.Tensor:
-    """Cells of b along an axis whose windows [S(i-h), S(i+h)) meet [start, start+extent)."""
-    s, h = b.stride, b.half
-    cells = torch.arange(b.grid[axis])
-    low = s * (cells - h)
-    return cells[(low < start + extent) & (low + s * b.window > start)]
+def _shift_pairs(p, grid, areas, di, dj, threshold):
+    """Pairs (region at (i, j), region at (i + di, j + dj)) with IoU > threshold."""
+    height, width = p.grid
+    w, left, right = p.window, max(0, -dj), max(0, dj)
+    a_cells = (slice(0, height - di), slice(left, width - right))  # the first of each pair
+    b_cells = (slice(di, height), slice(right, width - left))
+    a_part = (slice(di, w), slice(right, w - left))  # their common cells, in each mask
+    b_part = (slice(0, w - di), slice(left, w - right))
+    area_a, area_b = areas[a_cells], areas[b_cells]
+    bound = torch.minimum(_rect(grid, a_part, a_cells), _rect(grid, b_part, b_cells))
+    bound = torch.minimum(bound * p.stride ** 2, torch.minimum(area_a, area_b))
+    candidate = (area_a > 0) & (area_b > 0) & (bound > threshold * (area_a + area_b - bound))
+    i, j = candidate.nonzero().unbind(1)
+    u = i * width + j + left
+    v = u + di * width + dj
+    inter = (p.masks[u][:, a_part[0], a_part[1]] & p.masks[v][:, b_part[0], b_part[1]]).sum(
+        (1, 2)) * p.stride ** 2
+    union = p.areas[u] + p.areas[v] - inter
+    keep = inter.double() / union.clamp_min(1).double() > threshold
+    return u[keep], v[keep]
 
 
-def _read_coarse_at_fine(mask, top, left, stride, masks, rows, columns, b):
-    """a finer than (or as fine as) b: every cell of a lies inside one cell of b, so the
-    intersection counts a's mask cells where b's mask, read at that cell, is set."""
-    cells = torch.arange(mask.shape[0])
-    local_rows = (top + stride * cells)[None, :] // b.stride - (rows[:, None] - b.half)
-    local_columns = (left + stride * cells)[None, :] // b.stride - (columns[:, None] - b.half)
-    gathered, valid = _read(masks, local_rows, local_columns, b.window, per_candidate=True)
-    return (gathered & valid & mask[None, None]).sum((2, 3)) * stride * stride
+def _rect(planes, part, cells):
+    """Mask cells inside the local rectangle `part` for the regions `cells` of a grid."""
+    (r0, r1), (c0, c1) = (part[0].start, part[0].stop), (part[1].start, part[1].stop)
+    return (planes[r1, c1][cells] - planes[r0, c1][cells] - planes[r1, c0][cells]
+            + planes[r0, c0][cells])
 
 
-def _read_fine_in_coarse(mask, top, left, stride, masks, rows, columns, b):
-    """b finer than a: every cell of b lies inside one cell of a; read a's mask there."""
-    cells = torch.arange(b.window)
-    local_rows = (b.stride * ((rows[:, None] - b.half) + cells[None, :]) - top) // stride
-    local_columns = (b.stride * ((columns[:, None] - b.half) + cells[None, :]) - left) // stride
-    gathered, valid = _read(mask, local_rows, local_columns, mask.shape[0], per_candidate=False)
-    return (gathered & valid & masks).sum((2, 3)) * b.stride * b.stride
+def _overlapping(a: _Pathway, b: _Pathway, threshold, chunk_pairs):
+    """Global indices (u, v) of the region pairs of two pathways with IoU > threshold."""
+    if (b.stride, b.window) < (a.stride, a.window):
+        a, b = b, a  # a is the finer: its cells lie inside b's
+    regions = a.alive.nonzero()[:, 0]
+    rows, columns = _axis_candidates(a, b, 0), _axis_candidates(a, b, 1)
+    areas, pads = _area_windows(b, rows, columns)
+    step = max(1, chunk_pairs // (areas.shape[2] * areas.shape[3]))
+    found_u, found_v = [], []
+    for start in range(0, len(regions), step):
+        mine = regions[start:start + step]
+        u, v = _screened(a, b, mine, rows, columns, areas, pads, threshold)
+        keep = _exact_iou(a, b, u, v, chunk_pairs) > threshold
+        found_u.append(u[keep] + a.first)
+        found_v.append(v[keep] + b.first)
+    empty = torch.zeros(0, dtype=torch.long)
+    return torch.cat(found_u or [empty]), torch.cat(found_v or [empty])
 
 
-def _read(masks, local_rows, local_columns, side, per_candidate):
-    """masks read at [r, c, y, x] = (local_rows[r, y], local_columns[c, x]), and whether
-    that position lies inside the side x side mask. `per_candidate`: masks is R x C x s x s
-    (one per candidate), else one s x s mask."""
-    valid = (((local_rows >= 0) & (local_rows < side))[:, None, :, None]
-             & ((local_columns >= 0) & (local_columns < side))[None, :, None, :])
-    lr = local_rows.clamp(0, side - 1)[:, None, :, None]
-    lc = local_columns.clamp(0, side - 1)[None, :, None, :]
-    if per_candidate:
-        r = torch.arange(local_rows.shape[0])[:, None, None, None]
-        c = torch.arange(local_columns.shape[0])[None, :, None, None]
-        return masks[r, c, lr, lc], valid
-    return masks[lr, lc], valid
+def _axis_candidates(a: _Pathway, b: _Pathway, axis: int):
+    """Along an axis, for every cell of a: the first of b's cells whose window meets its
+    window, and how many to look at (a span covering every cell's range; the extra ones,
+    and those off b's grid, have no overlap and drop out in screening)."""
+    cells = torch.arange(a.grid[axis])
+    low = a.stride * (cells - a.half)
+    high = low + a.stride * a.window
+    first = torch.div(low, b.stride, rounding_mode="floor") + b.half - b.window + 1
+    last = -torch.div(-high, b.stride, rounding_mode="floor") + b.half - 1
+    return first, int((last - first).max()) + 1
+
+
+def _area_windows(b: _Pathway, rows, columns):
+    """b's region areas (0 for empty masks and off the grid) on a grid padded so that
+    every candidate range is in it, viewed as span windows: [first + pad, ...]; and the
+    pads before the first row and column."""
+    (row_first, row_span), (column_first, column_span) = rows, columns
+    pads = []
+    for first, span, cells in ((row_first, row_span, b.grid[0]),
+                               (column_first, column_span, b.grid[1])):
+        pads.append((max(0, -int(first.min())), max(0, int(first.max()) + span - cells)))
+    areas = torch.where(b.alive, b.areas, 0).float().reshape(b.grid)
+    padded = F.pad(areas, (*pads[1], *pads[0]))
+    return (padded.unfold(0, row_span, 1).unfold(1, column_span, 1),
+            (pads[0][0], pads[1][0]))
+
+
+def _screened(a, b, mine, rows, columns, areas, pads, threshold):
+    """Candidate pairs (a's regions `mine` x b's regions) whose IoU bound passes: first
+    IoU <= min(areas) / max(areas), then the window-overlap bound."""
+    i, j = mine // a.grid[1], mine % a.grid[1]
+    top, left = rows[0][i] + pads[0], columns[0][j] + pads[1]
+    area_b = areas[top, left]  # len(mine) x row span x column span
+    area_a = a.areas[mine].float()[:, None, None]
+    slack = threshold * (1 - 1e-6)  # a screen: never drop a pair on rounding
+    pair, row, column = ((area_b > slack * area_a) & (slack * area_b < area_a)).nonzero().unbind(1)
+    u = mine[pair]
+    v = (rows[0][i[pair]] + row) * b.grid[1] + columns[0][j[pair]] + column
+    bound = torch.minimum(_a_inside_b(a, b, u, v), _b_inside_a(a, b, u, v))
+    bound = torch.minimum(bound, torch.minimum(a.areas[u], b.areas[v]))
+    passed = bound > threshold * (a.areas[u] + b.areas[v] - bound)
+    return u[passed], v[passed]
+
+
+def _a_inside_b(a, b, u, v):
+    """Pixels of a's mask inside b's window (b's window edges lie on a's cell edges)."""
+    def span(origin_a, origin_b):
+        low = (origin_b - origin_a).div(a.stride, rounding_mode="floor")
+        high = -(origin_a - origin_b - b.stride * b.window).div(a.stride, rounding_mode="floor")
+        return low.clamp(0, a.window), high.clamp(0, a.window)
+    rows, columns = span(a.tops[u], b.tops[v]), span(a.lefts[u], b.lefts[v])
+    return a.cells_inside(u, rows, columns) * a.stride ** 2
+
+
+def _b_inside_a(a, b, u, v):
+    """Pixels of b's mask in b's cells that meet a's window (an upper bound)."""
+    def span(origin_a, origin_b):
+        low = (origin_a - origin_b).div(b.stride, rounding_mode="floor")
+        high = -(origin_b - origin_a - a.stride * a.window).div(b.stride, rounding_mode="floor")
+        return low.clamp(0, b.window), high.clamp(0, b.window)
+    rows, columns = span(a.tops[u], b.tops[v]), span(a.lefts[u], b.lefts[v])
+    return b.cells_inside(v, rows, columns) * b.stride ** 2
+
+
+def _exact_iou(a, b, u, v, chunk_pairs):
+    """Pixel IoU of pairs (u of a, v of b), a the finer: each of a's cells lies inside one
+    of b's cells, so the intersection counts a's mask cells where b's mask, read there, is
+    set."""
+    cells = torch.arange(a.window)
+    inter = torch.empty(len(u), dtype=torch.long)
+    step = max(1, chunk_pairs // (a.window * a.window))
+    for start in range(0, len(u), step):
+        uu, vv = u[start:start + step], v[start:start + step]
+        local_rows = (a.tops[uu][:, None] + a.stride * cells - b.tops[vv][:, None]).div(
+            b.stride, rounding_mode="floor")
+        local_columns = (a.lefts[uu][:, None] + a.stride * cells - b.lefts[vv][:, None]).div(
+            b.stride, rounding_mode="floor")
+        inside = (((local_rows >= 0) & (local_rows < b.window))[:, :, None]
+                  & ((local_columns >= 0) & (local_columns < b.window))[:, None, :])
+        read = b.masks[vv[:, None, None], local_rows.clamp(0, b.window - 1)[:, :, None],
+                       local_columns.clamp(0, b.window - 1)[:, None, :]]
+        inter[start:start + step] = (read & inside & a.masks[uu]).sum((1, 2))
+    inter = inter * a.stride ** 2
+    union = a.areas[u] + b.areas[v] - inter
+    return inter.double() / union.clamp_min(1).double()
