@@ -82,6 +82,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--phase", default="TEST", type=str.upper, choices=["TRAIN", "TEST"])
     _surgery_arguments(run)
 
+    recall = commands.add_parser("recall", help="a region net's proposals against ground-truth "
+                                 "segments: R@50, R@70, ABO, AR and AR@k (reference-nets B7)")
+    recall.add_argument("net")
+    recall.add_argument("--weights", help="a .caffemodel (default: the prototxt's fillers)")
+    recall.add_argument("--pair", nargs=2, action="append", required=True,
+                        metavar=("IMAGE", "SEGMENTS"),
+                        help="an image and its segments (an indexed or grey PNG of segment "
+                             "ids, 0 = none); repeatable")
+    recall.add_argument("--mean", type=_mean, default=(0.0, 0.0, 0.0), metavar="B,G,R")
+    recall.add_argument("--top", type=_counts, default=(10, 100, 1000), metavar="K,K,...",
+                        help="AR@k for these k (default 10,100,1000)")
+    recall.add_argument("--ignore-label", type=int, default=255,
+                        help="segment id counted for neither side (default 255)")
+    recall.add_argument("--device", default="cpu")
+    recall.add_argument("--json", action="store_true", help="machine-readable output")
+
     convert = commands.add_parser("convert", help="caffemodel -> safetensors")
     convert.add_argument("weights", help="a .caffemodel")
     convert.add_argument("--net", help="name tensors after the net's modules (conv1.weight) "
@@ -271,6 +287,59 @@ def _draw_proposals(args, feeds, proposals) -> int:
     return 0
 
 
+def cmd_recall(args) -> int:
+    import torch
+
+    from . import load
+    from .images import read_segments
+    from .proposals import capture, evaluate
+
+    module, shape, pairs, name = None, None, [], _first_input(args.net)
+    for image_path, segments_path in args.pair:
+        image = _read_input("IMAGE", image_path, args.mean)
+        try:
+            segments = read_segments(segments_path)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--pair: cannot read segments {segments_path}: {exc}") from None
+        if segments.shape != image.shape[2:]:
+            raise UsageError(f"--pair: {segments_path} is {segments.shape[1]}x"
+                             f"{segments.shape[0]}, its image {image.shape[3]}x{image.shape[2]}")
+        if tuple(image.shape) != shape:  # load once per image size
+            shape = tuple(image.shape)
+            module = load(args.net, args.weights, device=args.device,
+                          inputs={name: shape})
+        with torch.no_grad(), capture(module, shape[2:]) as found:
+            module(**{name: torch.from_numpy(image).to(args.device)})
+        if not found:
+            raise UsageError(f"{args.net} has no RegionNMS layer in its TEST phase")
+        pairs.append((found[0], segments))
+    metrics = evaluate(pairs, ks=args.top, ignore_label=args.ignore_label)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+        return 0
+    print(f"{metrics['segments']} ground-truth segments in {len(pairs)} image(s)")
+    for name, value in metrics.items():
+        if name != "segments":
+            print(f"{name:>8}  {100 * value:5.1f}")
+    return 0
+
+
+def _first_input(net: str) -> str:
+    from .compiler.analysis import analyze
+
+    return next(iter(analyze(net).inputs))
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive counts like 10,100,1000, got {text!r}")
+    return values
+
+
 def _read_input(name: str, path: str, mean: tuple):
     import numpy as np
 
@@ -359,7 +428,7 @@ def cmd_layers(args) -> int:
 
 
 COMMANDS = {"check": cmd_check, "info": cmd_info, "draw": cmd_draw, "compile": cmd_compile,
-            "run": cmd_run, "convert": cmd_convert, "upgrade": cmd_upgrade, "layers": cmd_layers}
+            "run": cmd_run, "recall": cmd_recall, "convert": cmd_convert, "upgrade": cmd_upgrade, "layers": cmd_layers}
 
 
 def main(argv=None) -> int:

@@ -27,6 +27,17 @@ def read_image(path: str, mean: tuple[float, ...] = (0.0, 0.0, 0.0)) -> np.ndarr
     return np.ascontiguousarray(bgr.transpose(2, 0, 1)[None])
 
 
+def read_segments(path: str) -> np.ndarray:
+    """Segment ids from an indexed (palette) or greyscale image, H x W int64."""
+    from PIL import Image
+
+    with Image.open(path) as picture:
+        if picture.mode not in ("P", "L", "I", "I;16"):
+            raise ValueError(f"segments must be an indexed or grey image of ids, not "
+                             f"{picture.mode}")
+        return np.asarray(picture).astype(np.int64)
+
+
 def as_rgb(blob: np.ndarray, mean: tuple[float, ...] = (0.0, 0.0, 0.0)) -> np.ndarray:
     """The first image of a 1 x 3 x H x W BGR input blob as H x W x 3 RGB uint8."""
     bgr = blob[0].transpose(1, 2, 0) + np.asarray(mean, np.float32)

@@ -50,3 +50,15 @@ def test_crf_lattice_on_cuda_matches_cpu_with_gradients():
         grads[device] = model.get_submodule("inference1").compatibility.grad.cpu()
     assert torch.allclose(outputs["cuda"], outputs["cpu"], rtol=1e-4, atol=1e-4)
     assert torch.allclose(grads["cuda"], grads["cpu"], rtol=1e-3, atol=1e-3)
+
+
+@cuda
+def test_full_width_region_net_learns_on_cuda():
+    """tests/test_region_learning.py's check on the full-width VGG-16 region net."""
+    from .test_region_learning import assert_learns, region_net_text, synthetic_scene, train
+
+    torch.manual_seed(0)
+    data, segments = synthetic_scene(64, 96)
+    module = netdef.load(region_net_text((1, 3, 64, 96), narrowing=1), phase="TRAIN",
+                         device="cuda")
+    assert_learns(*train(module, data.cuda(), segments.cuda()))

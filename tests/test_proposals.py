@@ -126,3 +126,101 @@ def test_pictures_paint_exactly_the_masks():
 
     sheet = pathway_picture(image, proposals)
     assert sheet.height == HEIGHT and sheet.width == 3 * WIDTH + 2 * 8
+
+
+# ------------------------------------------------------------------ the CLI
+TINY_REGION_NET = """
+name: "TinyRegions"
+layer { name: "input" type: "Input" top: "data"
+        input_param { shape { dim: 1 dim: 3 dim: 32 dim: 48 } } }
+layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1"
+        convolution_param { num_output: 8 kernel_size: 3 pad: 1 weight_filler { type: "xavier" } } }
+layer { name: "pool1" type: "Pooling" bottom: "conv1" top: "pool1"
+        pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+layer { name: "conv2" type: "Convolution" bottom: "pool1" top: "conv2"
+        convolution_param { num_output: 8 kernel_size: 3 pad: 1 weight_filler { type: "xavier" } } }
+layer { name: "pool2" type: "Pooling" bottom: "conv2" top: "pool2"
+        pooling_param { pool: MAX kernel_size: 2 stride: 2 } }
+layer { name: "regions2" type: "Convolution" bottom: "conv2" top: "regions2"
+        convolution_param { num_output: 16 kernel_size: 3 pad: 1
+                            weight_filler { type: "gaussian" std: 0.3 } } }
+layer { name: "regions4" type: "Convolution" bottom: "pool2" top: "regions4"
+        convolution_param { num_output: 16 kernel_size: 3 pad: 1
+                            weight_filler { type: "gaussian" std: 0.3 } } }
+layer { name: "t2" type: "RegionTranspose" bottom: "regions2" top: "t2"
+        region_transpose_param { window: 4 } }
+layer { name: "t4" type: "RegionTranspose" bottom: "regions4" top: "t4"
+        region_transpose_param { window: 4 } }
+layer { name: "nms" type: "RegionNMS" bottom: "t2" bottom: "t4" top: "regions"
+        region_nms_param { threshold: 0.5 stride: 2 stride: 4 window: 4 window: 4 } }
+"""
+
+
+@pytest.fixture
+def tiny_scene(tmp_path):
+    from PIL import Image
+
+    net = tmp_path / "tiny.prototxt"
+    net.write_text(TINY_REGION_NET)
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 255, (32, 48, 3)).astype(np.uint8)
+    segments = np.zeros((32, 48), np.uint8)
+    segments[4:20, 6:30], segments[16:30, 28:44] = 1, 2
+    Image.fromarray(image).save(tmp_path / "image.png")
+    Image.fromarray(segments, mode="L").save(tmp_path / "segments.png")
+    return net, tmp_path / "image.png", tmp_path / "segments.png", image
+
+
+def _net_proposals(net, image):
+    import netdef
+    from netdef.proposals import capture
+
+    module = netdef.load(str(net))
+    feed = torch.from_numpy(np.ascontiguousarray(
+        image[:, :, ::-1].transpose(2, 0, 1)[None]).astype(np.float32))
+    with torch.no_grad(), capture(module, (32, 48)) as found:
+        module(data=feed)
+    return found[0]
+
+
+def test_run_draws_the_pathways_and_the_kept_regions(cli, tiny_scene, tmp_path):
+    from PIL import Image
+
+    net, image_path, _, image = tiny_scene
+    out = tmp_path / "regions.png"
+    code, printed, _ = cli("run", str(net), "--input", f"data={image_path}", "--out", str(out))
+    assert code == 0 and "regions-kept.png" in printed
+    sheet = np.asarray(Image.open(out))
+    assert sheet.shape == (32, 2 * 48 + 8, 3)
+    kept = np.asarray(Image.open(tmp_path / "regions-kept.png"))
+    expected = np.asarray(kept_picture(image, _net_proposals(net, image)))
+    np.testing.assert_array_equal(kept, expected)
+
+
+def test_recall_command_reports_the_metrics_of_the_nets_proposals(cli, tiny_scene):
+    import json
+
+    net, image_path, segments_path, image = tiny_scene
+    code, printed, _ = cli("recall", str(net), "--pair", str(image_path), str(segments_path),
+                           "--top", "1,5", "--json")
+    assert code == 0
+    segments = np.zeros((32, 48), np.int64)
+    segments[4:20, 6:30], segments[16:30, 28:44] = 1, 2
+    expected = evaluate([(_net_proposals(net, image), segments)], ks=(1, 5))
+    assert json.loads(printed) == pytest.approx(expected)
+    assert expected["segments"] == 2 and expected["ABO"] > 0
+
+
+def test_recall_needs_a_region_net_and_matching_sizes(cli, tiny_scene, tmp_path):
+    from PIL import Image
+
+    net, image_path, _, _ = tiny_scene
+    small = tmp_path / "small.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8), mode="L").save(small)
+    code, _, err = cli("recall", str(net), "--pair", str(image_path), str(small))
+    assert code == 2 and "8x8" in err
+    plain = tmp_path / "plain.prototxt"
+    plain.write_text(TINY_REGION_NET.split('layer { name: "regions2"')[0])
+    segments = tmp_path / "segments.png"
+    code, _, err = cli("recall", str(plain), "--pair", str(image_path), str(segments))
+    assert code == 2 and "RegionNMS" in err
