@@ -85,10 +85,11 @@ class BlobReport:
     producer_type: str | None
     in_place: list[str] = field(default_factory=list)  # layers that rewrite it in place
     rf: dict = field(default_factory=dict)  # input name -> size/stride/offset per axis
+    settings: str = ""  # the producer's key parameters, as `netdef draw` shows them (table only)
 
     def to_json(self) -> dict:
         return {"name": self.name, "shape": list(self.shape) if self.shape is not None else None,
-                "producer": self.producer, "rf": self.rf}
+                "producer": self.producer, "rf": self.rf}  # DESIGN §3's keys, exactly
 
 
 @dataclass
@@ -120,6 +121,15 @@ def analyze(source, *, phase: str = "TEST", inputs: dict | None = None, strict: 
     return build_report(net, [p for p in problems if p.warning])
 
 
+def _settings(layer) -> str:
+    if layer is None or layer.rule is None:
+        return ""
+    try:
+        return layer.rule.summary(layer.param)
+    except (ValueError, IndexError):  # a summary is a courtesy; the checks report bad params
+        return ""
+
+
 def build_report(net: Net, warnings: list[Problem]) -> Report:
     blobs: dict[str, BlobReport] = {}
     for blob in net.blobs.values():
@@ -131,6 +141,7 @@ def build_report(net: Net, warnings: list[Problem]) -> Report:
             entry.rf = rf_json(blob.coords)
             continue
         blobs[blob.name] = BlobReport(blob.name, blob.shape, producer.name if producer else None,
-                                      producer.type if producer else None, rf=rf_json(blob.coords))
+                                      producer.type if producer else None, rf=rf_json(blob.coords),
+                                      settings=_settings(producer))
     inputs = {net.blobs[blob_id].name: net.blobs[blob_id].shape for blob_id in net.input_blobs}
     return Report(net.parsed.net.name, net.path, inputs, list(blobs.values()), warnings)

@@ -177,7 +177,8 @@ def cmd_info(args) -> int:
     rows = [("blob", "shape", "rf", "stride", "offset", "producer")]
     for blob in report.blobs:
         shape = "?" if blob.shape is None else "x".join(map(str, blob.shape)) or "scalar"
-        producer = f"{blob.producer} ({blob.producer_type})" if blob.producer else "-"
+        settings = f": {blob.settings}" if blob.settings else ""
+        producer = f"{blob.producer} ({blob.producer_type}{settings})" if blob.producer else "-"
         if blob.in_place:
             producer += " + " + ", ".join(blob.in_place)
         size, stride, offset = _rf_columns(blob.rf, multiple_inputs)

@@ -34,6 +34,23 @@ def test_info_json_shows_the_five_pathways(cli):
     assert not report["warnings"]
 
 
+def test_info_table_shows_each_pathways_stride_window_and_field(cli):
+    code, out, _ = cli("info", MODELS / "region_net.prototxt")
+    assert code == 0
+    rows = [line.split() for line in out.splitlines() if line.startswith("transpose_")]
+    # blob, shape, rf, stride, offset, producer (RegionTranspose: w W)
+    assert [(row[3], row[-1]) for row in rows] == [
+        ("2", "14)"), ("4", "14)"), ("8", "18)"), ("16", "18)"), ("32", "18)")]
+    # B3: the transpose widens each region's support by w - 2 cells of its stride
+    features = {line.split()[0]: int(line.split()[2]) for line in out.splitlines()[1:]
+                if line.split()[2].isdigit()}
+    for row, (feature, stride, window) in zip(rows, [("conv2_2", 2, 14), ("conv3_3", 4, 14),
+                                                      ("conv4_3", 8, 18), ("conv5_3", 16, 18),
+                                                      ("fc6", 32, 18)]):
+        kernel = 5 if window == 14 else 9
+        assert int(row[2]) == features[feature] + stride * (kernel - 1) + stride * (window - 2)
+
+
 def test_both_phases_check_and_lower():
     for phase in ("TRAIN", "TEST"):
         assert not [p for p in netdef.check(MODELS / "region_net.prototxt", phase=phase)]
