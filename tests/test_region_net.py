@@ -58,3 +58,21 @@ def test_both_phases_check_and_lower():
         kinds = {type(m).__name__ for m in model.modules()}
         assert "RegionTranspose" in kinds
         assert ("RegionLogisticLoss" if phase == "TRAIN" else "RegionNMS") in kinds
+
+
+def test_draw_shows_five_branches_into_nms(cli, tmp_path):
+    """Each pathway is its own chain feature -> regions -> transpose -> mask, and the five
+    masks meet only at the NMS, in pathway order (numbered edges)."""
+    import re
+
+    dot = tmp_path / "region_net.dot"
+    code, _, _ = cli("draw", MODELS / "region_net.prototxt", "-o", str(dot))
+    assert code == 0
+    text = dot.read_text()
+    nms = re.search(r'(L\d+) \[[^\n]*<B>nms</B>', text).group(1)
+    into = re.findall(rf'"B:(\w+)" -> {nms} \[taillabel="(\d)"', text)
+    assert into == [(f"mask_{p}", str(k)) for k, p in
+                    enumerate(("conv2_2", "conv3_3", "conv4_3", "conv5_3", "fc6"))]
+    for p in ("conv2_2", "conv3_3", "conv4_3", "conv5_3", "fc6"):
+        assert re.search(rf'"B:{p}" -> L\d+', text)  # the feature feeds its pathway
+        assert f'"B:regions_{p}" -> ' in text and f'"B:transpose_{p}" -> ' in text
