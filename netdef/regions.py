@@ -196,20 +196,25 @@ class RegionNMS(nn.Module):
 
 
 class _Pathway:
-    """One pathway's regions, flat in row-major cell order: masks (n x w x w) and their
-    integral images, scores, pixel areas, window origins in pixels."""
+    """One pathway's regions, flat in row-major cell order: masks (n x w x w, and as w x w
+    planes over the regions) and their integral images, scores, pixel areas, window
+    origins in pixels."""
 
     def __init__(self, logits, stride, window, first):
         self.stride, self.window, self.half, self.first = stride, window, window // 2, first
         probability = torch.sigmoid(logits.detach().float())
         self.grid = tuple(logits.shape[1:])
         inside = probability > 0.5
-        self.masks = inside.permute(1, 2, 0).reshape(-1, window, window)
-        cells = self.masks.sum((1, 2))
+        self.planes = inside.reshape(window, window, -1)  # cell (a, b) of every region
+        self.masks = self.planes.permute(2, 0, 1).contiguous()
+        cells = self.planes.sum((0, 1))
         self.scores = torch.where(cells > 0, (probability * inside).sum(0).reshape(-1)
                                   / cells.clamp_min(1), torch.zeros(()))
         self.areas = cells.long() * stride * stride
-        self.integral = F.pad(self.masks.int().cumsum(1).cumsum(2), (1, 0, 1, 0))
+        # integral images as planes: [r, c, region] = mask cells above-left of (r, c)
+        small = self.planes.to(torch.int16)
+        self.integral = F.pad(small.cumsum(0, dtype=torch.int16).cumsum(1, dtype=torch.int16),
+                              (0, 0, 1, 0, 1, 0))
         index = torch.arange(self.masks.shape[0], device=logits.device)
         self.tops = stride * (index // self.grid[1] - self.half)
         self.lefts = stride * (index % self.grid[1] - self.half)
@@ -219,11 +224,11 @@ class _Pathway:
         """Mask cells of each region inside [rows) x [columns) (local bounds, broadcast)."""
         ii = self.integral
         r = regions.reshape(-1, *([1] * (rows[0].dim() - 1)))
-        return (ii[r, rows[1], columns[1]] - ii[r, rows[0], columns[1]]
-                - ii[r, rows[1], columns[0]] + ii[r, rows[0], columns[0]])
+        return (ii[rows[1], columns[1], r].int() - ii[rows[0], columns[1], r]
+                - ii[rows[1], columns[0], r] + ii[rows[0], columns[0], r])
 
 
-def region_nms(logits, strides, windows, threshold, chunk_pairs: int = 1 << 21):
+def region_nms(logits, strides, windows, threshold, chunk_pairs: int = 1 << 20):
     """One image: logits per pathway (w^2 x Hg x Wg); returns K x 4 (pathway, row, column,
     score) of the kept regions in score order.
 
@@ -237,7 +242,7 @@ def region_nms(logits, strides, windows, threshold, chunk_pairs: int = 1 << 21):
         pathways.append(_Pathway(q, s, w, first))
         first += pathways[-1].masks.shape[0]
     edges = [_overlapping(pathways[a], pathways[b], threshold, chunk_pairs) if a != b
-             else _overlapping_within(pathways[a], threshold)
+             else _overlapping_within(pathways[a], threshold, chunk_pairs)
              for a in range(len(pathways)) for b in range(a, len(pathways))]
     scores = torch.cat([p.scores for p in pathways])
     alive = torch.cat([p.alive for p in pathways])
@@ -271,7 +276,7 @@ def _greedy(scores, alive, first, second):
     return torch.tensor(kept, dtype=torch.long)
 
 
-def _overlapping_within(p: _Pathway, threshold):
+def _overlapping_within(p: _Pathway, threshold, chunk_pairs):
     """Global indices (u, v) of the region pairs of one pathway with IoU > threshold, each
     pair once. Two regions of a pathway differ by a whole-cell shift (di, dj), |di|, |dj| < w,
     so the work goes shift by shift over the whole grid: the IoU bound from the integral
@@ -279,22 +284,21 @@ def _overlapping_within(p: _Pathway, threshold):
     slice of each mask."""
     height, width = p.grid
     w = p.window
-    # corner (r, c) of every region's integral image as one contiguous H x W plane
-    grid = p.integral.permute(1, 2, 0).reshape(w + 1, w + 1, height, width).contiguous()
-    areas = torch.where(p.alive, p.areas, 0).reshape(height, width)
+    corners = p.integral.reshape(w + 1, w + 1, height, width)  # each corner an H x W plane
+    areas = torch.where(p.alive, p.areas, 0).float().reshape(height, width)
     found_u, found_v = [], []
     for di in range(min(w, height)):
         for dj in range(-min(w, width) + 1, min(w, width)):
             if di == 0 and dj <= 0:
                 continue  # each pair once
-            u, v = _shift_pairs(p, grid, areas, di, dj, threshold)
+            u, v = _shift_pairs(p, corners, areas, di, dj, threshold, chunk_pairs)
             found_u.append(u + p.first)
             found_v.append(v + p.first)
     empty = torch.zeros(0, dtype=torch.long)
     return torch.cat(found_u or [empty]), torch.cat(found_v or [empty])
 
 
-def _shift_pairs(p, grid, areas, di, dj, threshold):
+def _shift_pairs(p, corners, areas, di, dj, threshold, chunk_pairs):
     """Pairs (region at (i, j), region at (i + di, j + dj)) with IoU > threshold."""
     height, width = p.grid
     w, left, right = p.window, max(0, -dj), max(0, dj)
@@ -303,24 +307,28 @@ def _shift_pairs(p, grid, areas, di, dj, threshold):
     a_part = (slice(di, w), slice(right, w - left))  # their common cells, in each mask
     b_part = (slice(0, w - di), slice(left, w - right))
     area_a, area_b = areas[a_cells], areas[b_cells]
-    bound = torch.minimum(_rect(grid, a_part, a_cells), _rect(grid, b_part, b_cells))
+    bound = torch.minimum(_rect(corners, a_part, a_cells), _rect(corners, b_part, b_cells))
     bound = torch.minimum(bound * p.stride ** 2, torch.minimum(area_a, area_b))
-    candidate = (area_a > 0) & (area_b > 0) & (bound > threshold * (area_a + area_b - bound))
+    slack = threshold * (1 - 1e-6)  # a screen: never drop a pair on rounding
+    candidate = (area_a > 0) & (area_b > 0) & (bound > slack * (area_a + area_b - bound))
     i, j = candidate.nonzero().unbind(1)
     u = i * width + j + left
     v = u + di * width + dj
-    inter = (p.masks[u][:, a_part[0], a_part[1]] & p.masks[v][:, b_part[0], b_part[1]]).sum(
-        (1, 2)) * p.stride ** 2
+    a_planes, b_planes = p.planes[a_part], p.planes[b_part]
+    step = max(1, chunk_pairs // (w * w))
+    inter = torch.cat([(a_planes[:, :, u[k:k + step]] & b_planes[:, :, v[k:k + step]])
+                       .sum((0, 1)) for k in range(0, len(u), step)] or [u.new_zeros(0)])
+    inter = inter * p.stride ** 2
     union = p.areas[u] + p.areas[v] - inter
     keep = inter.double() / union.clamp_min(1).double() > threshold
     return u[keep], v[keep]
 
 
-def _rect(planes, part, cells):
+def _rect(corners, part, cells):
     """Mask cells inside the local rectangle `part` for the regions `cells` of a grid."""
     (r0, r1), (c0, c1) = (part[0].start, part[0].stop), (part[1].start, part[1].stop)
-    return (planes[r1, c1][cells] - planes[r0, c1][cells] - planes[r1, c0][cells]
-            + planes[r0, c0][cells])
+    return (corners[r1, c1][cells].float() - corners[r0, c1][cells]
+            - corners[r1, c0][cells] + corners[r0, c0][cells])
 
 
 def _overlapping(a: _Pathway, b: _Pathway, threshold, chunk_pairs):
