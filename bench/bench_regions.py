@@ -141,13 +141,14 @@ def nms_table(repeat):
 
 
 def convolutional_part(text: str) -> str:
-    """The net without the layers OpenCV cannot run: RegionTranspose, the mask
-    convolutions over the transposes, RegionNMS."""
+    """The TEST net without the layers OpenCV cannot run: RegionTranspose, the mask
+    convolutions over the transposes, RegionNMS (OpenCV ignores phases: TRAIN layers go)."""
     parsed = netdef.parse(text)
     dropped = {"RegionTranspose", "RegionNMS"}
     transposed = {top for layer in parsed.layer if layer.type in dropped for top in layer.top}
     keep = [layer for layer in parsed.layer
-            if layer.type not in dropped and not set(layer.bottom) & transposed]
+            if layer.type not in dropped and not set(layer.bottom) & transposed
+            and not any(rule.phase == 0 and rule.HasField("phase") for rule in layer.include)]
     del parsed.layer[:]
     parsed.layer.extend(keep)
     return text_format.MessageToString(parsed)
@@ -198,12 +199,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip-net", action="store_true")
+    parser.add_argument("--skip-nms", action="store_true")
     args = parser.parse_args()
     torch.manual_seed(0)
     print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
           f"torch {torch.__version__}, Python {sys.version.split()[0]}")
     print()
-    nms_table(args.repeat)
+    if not args.skip_nms:
+        nms_table(args.repeat)
     if not args.skip_net:
         net_table(args.repeat)
 

@@ -224,3 +224,13 @@ def test_recall_needs_a_region_net_and_matching_sizes(cli, tiny_scene, tmp_path)
     segments = tmp_path / "segments.png"
     code, _, err = cli("recall", str(plain), "--pair", str(image_path), str(segments))
     assert code == 2 and "RegionNMS" in err
+
+
+def test_nms_checks_its_strides_nest():
+    import netdef
+
+    bad = TINY_REGION_NET.replace("stride: 2 stride: 4", "stride: 2 stride: 3")
+    problems = [str(p) for p in netdef.check(bad)]
+    assert any("each stride must divide every coarser one" in p and "'nms'" in p
+               for p in problems), problems
+    assert not netdef.check(TINY_REGION_NET)

@@ -24,6 +24,13 @@ class RegionNMS(LayerRule):
         if not (len(param.stride) == len(param.window) == len(layer.bottom)):
             yield Issue(f"give one stride and one window per bottom ({len(layer.bottom)}); "
                         f"found {len(param.stride)} and {len(param.window)}", _P)
+        strides = sorted(set(param.stride))
+        if any(s == 0 for s in strides):
+            yield Issue("strides are at least 1", _P + ("stride",))
+        elif any(coarse % fine for k, fine in enumerate(strides) for coarse in strides[k + 1:]):
+            yield Issue(f"each stride must divide every coarser one (so that a finer cell lies "
+                        f"inside one coarser cell and IoU is exact on coarse masks); got "
+                        f"{', '.join(map(str, param.stride))}", _P + ("stride",))
         if not 0 <= param.threshold <= 1:
             yield Issue("threshold is an IoU, in [0, 1]", _P + ("threshold",))
 
