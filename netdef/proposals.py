@@ -136,9 +136,10 @@ def capture(module: torch.nn.Module, size=None):
 
     def record(nms, inputs, output):
         for n in range(inputs[0].shape[0]):
-            kept = output[output[:, 0] == n][:, 1:]
-            found.append(Proposals([q[n].detach() for q in inputs], nms.strides, nms.windows,
-                                   kept, size or _grid_size(inputs[0], nms.strides[0])))
+            kept = output[output[:, 0] == n][:, 1:].cpu()
+            logits = [q[n].detach().cpu() for q in inputs]
+            found.append(Proposals(logits, nms.strides, nms.windows, kept,
+                                   size or _grid_size(inputs[0], nms.strides[0])))
 
     hooks = [m.register_forward_hook(record) for m in module.modules()
              if isinstance(m, RegionNMS)]

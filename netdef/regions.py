@@ -174,13 +174,14 @@ class RegionNMS(nn.Module):
     logits > 0 (sigmoid > 0.5) on its own cells, its score the mean probability over the
     mask; empty masks are dropped. In score order, a kept region suppresses every region
     whose pixel IoU with it exceeds `threshold`. The regions that can overlap a given one
-    are known from the grids (windows that intersect), so each kept region costs a constant
-    amount of work and the whole pass is linear in the number of regions plus a sort.
+    are known from the grids (windows that intersect), so the candidate pairs are a
+    constant number per region and the pass is linear in the regions plus a sort.
 
     IoU is exact in pixels and computed on the coarse masks: every cell of the finer mask
     lies inside one cell of the coarser, so the intersection is a sum over the finer cells
-    of the coarser mask read at their position. Returns K x 5: image, pathway, row, column,
-    score."""
+    of the coarser mask read at their position. The pass is sequential at heart and runs on
+    the CPU whatever the input's device. Returns K x 5 on the input's device: image,
+    pathway, row, column, score."""
 
     def __init__(self, strides, windows, threshold: float = 0.5):
         super().__init__()
@@ -189,10 +190,10 @@ class RegionNMS(nn.Module):
     def forward(self, *logits: torch.Tensor) -> torch.Tensor:
         kept = []
         for n in range(logits[0].shape[0]):
-            found = region_nms([q[n] for q in logits], self.strides, self.windows,
-                               self.threshold)
+            found = region_nms([q[n].detach().cpu() for q in logits], self.strides,
+                               self.windows, self.threshold)
             kept.append(torch.cat([found.new_full((len(found), 1), n), found], 1))
-        return torch.cat(kept)
+        return torch.cat(kept).to(logits[0].device)
 
 
 class _Pathway:

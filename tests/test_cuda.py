@@ -62,3 +62,16 @@ def test_full_width_region_net_learns_on_cuda():
     module = netdef.load(region_net_text((1, 3, 64, 96), narrowing=1), phase="TRAIN",
                          device="cuda")
     assert_learns(*train(module, data.cuda(), segments.cuda()))
+
+
+@cuda
+def test_region_nms_takes_cuda_inputs():
+    """NMS runs on the CPU whatever the device; CUDA logits give the same regions, on CUDA."""
+    from netdef.regions import RegionNMS
+
+    torch.manual_seed(0)
+    logits = [torch.randn(2, w * w, 24 // s, 32 // s) * 2 for s, w in ((2, 4), (4, 4))]
+    nms = RegionNMS([2, 4], [4, 4], 0.5)
+    on_cpu, on_cuda = nms(*logits), nms(*[q.cuda() for q in logits])
+    assert on_cuda.is_cuda and len(on_cpu) > 10
+    assert torch.equal(on_cpu, on_cuda.cpu())
