@@ -389,30 +389,23 @@ def _screened(a, b, mine, rows, columns, areas, pads, threshold):
     pair, row, column = ((area_b > slack * area_a) & (slack * area_b < area_a)).nonzero().unbind(1)
     u = mine[pair]
     v = (rows[0][i[pair]] + row) * b.grid[1] + columns[0][j[pair]] + column
-    bound = torch.minimum(_a_inside_b(a, b, u, v), _b_inside_a(a, b, u, v))
+    bound = torch.minimum(_mask_meeting_window(a, u, b, v), _mask_meeting_window(b, v, a, u))
     bound = torch.minimum(bound, torch.minimum(a.areas[u], b.areas[v]))
     passed = bound > threshold * (a.areas[u] + b.areas[v] - bound)
     return u[passed], v[passed]
 
 
-def _a_inside_b(a, b, u, v):
-    """Pixels of a's mask inside b's window (b's window edges lie on a's cell edges)."""
-    def span(origin_a, origin_b):
-        low = (origin_b - origin_a).div(a.stride, rounding_mode="floor")
-        high = -(origin_a - origin_b - b.stride * b.window).div(a.stride, rounding_mode="floor")
-        return low.clamp(0, a.window), high.clamp(0, a.window)
-    rows, columns = span(a.tops[u], b.tops[v]), span(a.lefts[u], b.lefts[v])
-    return a.cells_inside(u, rows, columns) * a.stride ** 2
-
-
-def _b_inside_a(a, b, u, v):
-    """Pixels of b's mask in b's cells that meet a's window (an upper bound)."""
-    def span(origin_a, origin_b):
-        low = (origin_a - origin_b).div(b.stride, rounding_mode="floor")
-        high = -(origin_b - origin_a - a.stride * a.window).div(b.stride, rounding_mode="floor")
-        return low.clamp(0, b.window), high.clamp(0, b.window)
-    rows, columns = span(a.tops[u], b.tops[v]), span(a.lefts[u], b.lefts[v])
-    return b.cells_inside(v, rows, columns) * b.stride ** 2
+def _mask_meeting_window(p, mine, q, theirs):
+    """Pixels of p's mask (regions `mine`) in p's cells that meet q's window (regions
+    `theirs`): an upper bound on their intersection, exact when q's window edges lie on
+    p's cell edges."""
+    def span(origin_p, origin_q):
+        low = (origin_q - origin_p).div(p.stride, rounding_mode="floor")
+        high = -(origin_p - origin_q - q.stride * q.window).div(p.stride, rounding_mode="floor")
+        return low.clamp(0, p.window), high.clamp(0, p.window)
+    rows = span(p.tops[mine], q.tops[theirs])
+    columns = span(p.lefts[mine], q.lefts[theirs])
+    return p.cells_inside(mine, rows, columns) * p.stride ** 2
 
 
 def _exact_iou(a, b, u, v, chunk_pairs):
