@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -125,6 +126,41 @@ def read_caffemodel(path: str | os.PathLike) -> list[CaffeLayer]:
                        if blob.dtype == np.dtype("<f4") and _inside(blob, base, size) else None
                        for blob in layer.blobs]
     return layers
+
+
+def read_weights(path: str | os.PathLike) -> list[CaffeLayer]:
+    """A .caffemodel, or a .safetensors file keyed `layer.blob` (`layer@k.blob` for the k-th
+    layer of a repeated name), as `netdef convert` and training snapshots write them."""
+    if not _is_safetensors(path):
+        return read_caffemodel(path)
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    try:
+        tensors = load_file(os.fspath(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise _error(os.fspath(path), f"not a readable safetensors file: {exc}") from None
+    layers: dict[str, CaffeLayer] = {}
+    for key, array in tensors.items():
+        layer_key, _, index = key.rpartition(".")
+        if not layer_key or not index.isdigit():
+            raise _error(os.fspath(path), f"tensor '{key}' is not named layer.blob")
+        layer = layers.setdefault(layer_key, CaffeLayer(re.sub(r"@\d+$", "", layer_key), ""))
+        layer.blobs.append((int(index), array))
+    for layer in layers.values():
+        layer.blobs = [array for _, array in sorted(layer.blobs, key=lambda pair: pair[0])]
+        layer.spans = [None] * len(layer.blobs)
+    return list(layers.values())
+
+
+def _is_safetensors(path) -> bool:
+    """A little-endian header length, then a JSON object."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(9)
+    except OSError:
+        return False
+    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 1 << 30
 
 
 def read_blob_file(path: str) -> np.ndarray:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from .errors import (
     AlignmentError,
+    DataError,
     GraphError,
     LoweringError,
     NetdefError,
@@ -18,6 +19,7 @@ from .errors import (
     PrototxtSyntaxError,
     SchemaError,
     ShapeError,
+    SolverError,
     UnknownField,
     UnknownLayerType,
     UsageError,
@@ -54,7 +56,8 @@ def load(prototxt, weights=None, *, phase: str = "TEST", inputs=None, device="cp
     """The net as a torch.fx.GraphModule; `forward(**inputs)` returns {blob name: tensor}
     for the net's outputs. Weights come from a .caffemodel when given; `device="meta"`
     builds the structure alone. Parameters the caffemodel lacks get the prototxt's fillers
-    (seeded); `module.caffe_unfilled_layers` names those layers and
+    (seeded), or from a .safetensors file keyed `layer.blob` (`netdef convert`, training
+    snapshots); `module.caffe_unfilled_layers` names those layers and
     `module.caffe_unused_layers` the caffemodel's layers that matched none. The module is
     in eval mode for TEST, train mode for TRAIN.
 
@@ -65,12 +68,12 @@ def load(prototxt, weights=None, *, phase: str = "TEST", inputs=None, device="cp
 
     from .compiler.analysis import check_net
     from .compiler.lower import apply_fillers, bind_weights, lower
-    from .compiler.weights import read_caffemodel
+    from .compiler.weights import read_weights
     from .errors import raise_if_errors
 
     net, problems = check_net(prototxt, phase=phase, inputs=inputs)
     raise_if_errors(problems)
-    caffe_layers = read_caffemodel(weights) if weights is not None else None
+    caffe_layers = read_weights(weights) if weights is not None else None
     with torch.device("meta") if str(device) == "meta" else _no_context():
         module = lower(net)  # allow_python_layers: reserved; Python tops are inputs
     if str(device) != "meta":
@@ -79,6 +82,7 @@ def load(prototxt, weights=None, *, phase: str = "TEST", inputs=None, device="cp
             bind_weights(module, net, caffe_layers, str(weights),
                          convolutionalize=convolutionalize, expand_score=expand_score)
     module.to(device=device if str(device) != "meta" else None, dtype=dtype)
+    module.caffe_net = net  # the checked IR, for training (ParamSpecs, loss weights, data layers)
     return module.train(phase.upper() == "TRAIN")
 
 
@@ -98,5 +102,5 @@ __all__ = [
     "load", "fast",
     "parse", "check", "analyze", "NetdefError", "PrototxtSyntaxError", "SchemaError",
     "UnknownLayerType", "UnknownField", "ParameterError", "GraphError", "ShapeError",
-    "AlignmentError", "LoweringError", "WeightError", "UsageError", "Problem",
+    "AlignmentError", "LoweringError", "WeightError", "SolverError", "DataError", "UsageError", "Problem",
 ]

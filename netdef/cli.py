@@ -113,7 +113,30 @@ def build_parser() -> argparse.ArgumentParser:
                               "that lacks crop_param or disagrees with them")
 
     commands.add_parser("layers", help="the supported layer types")
+    _train_arguments(commands.add_parser("train", help="train with a Caffe solver.prototxt"))
     return parser
+
+
+def _train_arguments(train) -> None:
+    train.add_argument("solver", help="a solver.prototxt")
+    train.add_argument("--nproc", type=int, default=1, metavar="N",
+                       help="N processes on torch.distributed (gloo on CPU, nccl on CUDA), "
+                            "each reading its share of every batch")
+    train.add_argument("--data", action="append", default=[], metavar="[LAYER=]DIR",
+                       help="a segmentation folder (images/ + labels/, or VOC's layout) feeding "
+                            "LAYER, or the net's one unfed data layer")
+    train.add_argument("--split", default="train", help="the folder's list of items (SPLIT.txt)")
+    train.add_argument("--mean", type=_mean, default=None, metavar="B,G,R",
+                       help="subtracted from the folder's images (default: FCN's ILSVRC mean)")
+    train.add_argument("--weights", help="initial weights (.caffemodel or .safetensors)")
+    train.add_argument("--resume", metavar="STATE",
+                       help="continue from a .solverstate.safetensors snapshot")
+    train.add_argument("--device", default="cpu")
+    train.add_argument("--max-iter", type=int, help="stop here instead of the solver's max_iter")
+    train.add_argument("--seed", type=int, help="overrides the solver's random_seed")
+    train.add_argument("--allow-python-layers", action="store_true",
+                       help="import the user's Python data layers (runs their code)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _surgery_arguments(sub) -> None:
@@ -418,6 +441,42 @@ def cmd_upgrade(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from .train import spawn_workers, train
+
+    if args.nproc < 1:
+        raise UsageError("--nproc must be at least 1")
+    if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return spawn_workers(_without_nproc(args.argv), args.nproc)
+    train(args.solver, data=_folders(args), weights=args.weights, resume=args.resume,
+          device=args.device, max_iter=args.max_iter, seed=args.seed,
+          allow_python_layers=args.allow_python_layers, progress=not args.no_progress)
+    return 0
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            kept.append(arg)
+    return kept
+
+
+def _folders(args) -> dict:
+    from .data import FCN_MEAN, SegmentationFolder
+
+    folders = {}
+    for entry in args.data:  # a bare DIR goes to the one data layer nothing else feeds
+        layer, sep, folder = entry.rpartition("=")
+        folders[layer if sep else ""] = SegmentationFolder(
+            folder, split=args.split, mean=args.mean or FCN_MEAN, seed=args.seed or 0)
+    return folders
+
+
 def cmd_layers(args) -> int:
     from .compiler.layers import registry
 
@@ -429,7 +488,8 @@ def cmd_layers(args) -> int:
 
 
 COMMANDS = {"check": cmd_check, "info": cmd_info, "draw": cmd_draw, "compile": cmd_compile,
-            "run": cmd_run, "recall": cmd_recall, "convert": cmd_convert, "upgrade": cmd_upgrade, "layers": cmd_layers}
+            "run": cmd_run, "recall": cmd_recall, "convert": cmd_convert, "upgrade": cmd_upgrade, "layers": cmd_layers,
+            "train": cmd_train}
 
 
 def main(argv=None) -> int:
@@ -437,6 +497,7 @@ def main(argv=None) -> int:
     debug = "--debug" in argv or os.environ.get("NETDEF_DEBUG") == "1"
     try:
         args = build_parser().parse_args(argv)
+        args.argv = list(argv)
         return COMMANDS[args.command](args)
     except UsageError as exc:
         print(f"netdef: error: {exc}", file=sys.stderr)

@@ -61,6 +61,14 @@ class WeightError(NetdefError):
     """A weights file does not fit the net."""
 
 
+class SolverError(NetdefError):
+    """A solver definition that cannot train (unknown solver type or lr policy, missing net...)."""
+
+
+class DataError(NetdefError):
+    """A data layer's source cannot be read, or its items do not fit the layer."""
+
+
 class UsageError(Exception):
     """Bad command-line or API usage (exit code 2), not a problem in a file."""
 

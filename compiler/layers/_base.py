@@ -94,6 +94,11 @@ class LayerRule:
     def upgrade(self, layer) -> None:
         """Rewrite this type's legacy settings in place (Caffe's per-type upgrades)."""
 
+    def data_source(self, layer, ctx):
+        """For data layers: the netdef.data Source that feeds the tops in training (ctx is a
+        netdef.data.SourceContext), or None where the user supplies the data."""
+        return None
+
     def input_shapes(self, layer) -> list[Shape | None]:
         """For data layers: the tops' shapes as far as the parameters fix them."""
         return [None] * len(layer.top)

@@ -25,6 +25,10 @@ class DummyData(DataRule):
                 yield Issue(f"{given} {name} values for {tops} tops; give one or one per top",
                             _P + (name, 0))
 
+    def data_source(self, layer, ctx):
+        from netdef.data import Dummy
+        return Dummy(layer, ctx, self.input_shapes(layer))
+
     def input_shapes(self, layer):
         param = layer.dummy_data_param
         tops = len(layer.top)

@@ -11,5 +11,9 @@ class HDF5Data(DataRule):
     tops = (1, None)
     params = ("hdf5_data_param",)
 
+    def data_source(self, layer, ctx):
+        from netdef.data import HDF5Files
+        return HDF5Files(layer, ctx)
+
     def check_params(self, layer):
         yield from batch_issues(layer.hdf5_data_param.batch_size, ("hdf5_data_param",))

@@ -10,6 +10,10 @@ class ImageData(DataRule):
     description = "reads images listed in a text file with their labels"
     params = ("image_data_param", "transform_param")
 
+    def data_source(self, layer, ctx):
+        from netdef.data import ImageList
+        return ImageList(layer, ctx)
+
     def input_shapes(self, layer):
         param = layer.image_data_param
         side = image_side(layer, param.new_height, param.new_width)

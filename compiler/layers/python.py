@@ -16,5 +16,10 @@ class Python(LayerRule):
     params = ("python_param",)
     is_input = True
 
+    def data_source(self, layer, ctx):
+        """The FCN project's VOC layer is served built in; other classes need the flag."""
+        from netdef.data import python_source
+        return python_source(layer, ctx)
+
     def top_shapes(self, layer, bottoms):
         return [None] * len(layer.top)

@@ -1,0 +1,620 @@
+"""`netdef train`: Caffe's solver loop on PyTorch, on one process or many.
+
+The loop is Caffe's Solver::Step: test when test_interval says so (the TEST
+nets share the TRAIN net's tensors), run iter_size forward/backward passes
+that accumulate gradients of the weighted losses, log, update (netdef.solver),
+snapshot. Under torch.distributed (torchrun's environment, or `--nproc N`,
+which launches it the same way) the net is wrapped in DistributedDataParallel,
+which averages gradients over ranks as Caffe's multi-GPU solver does, and each
+rank reads its own share of every global batch (netdef.data); rank 0 tests,
+logs and snapshots.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import datetime
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .compiler.analysis import check_net
+from .compiler.textformat import parse_message
+from .data import SourceContext, data_error
+from .errors import DataError, Problem, SolverError, raise_if_errors
+from .proto import netdef_pb2 as pb
+from .solver import Learnable, Solver, check_solver, raise_if_problems, solver_type
+
+PHASE_NAMES = {pb.TRAIN: "TRAIN", pb.TEST: "TEST"}
+
+
+# ------------------------------------------------------------------ the solver file
+@dataclass
+class SolverFile:
+    param: pb.SolverParameter
+    path: str
+
+    def resolve(self, path: str) -> str:
+        """Caffe resolves from the working directory; netdef then tries the solver's folder."""
+        if os.path.isabs(path) or os.path.exists(path) or not os.path.isfile(self.path):
+            return path
+        beside = os.path.join(os.path.dirname(os.path.abspath(self.path)), path)
+        return beside if os.path.exists(beside) else path
+
+    @property
+    def snapshot_prefix(self) -> str:
+        """Caffe's rule: the solver file's name without extension when unset, and appended to
+        the prefix when the prefix is a folder."""
+        stem = os.path.splitext(os.path.basename(self.path))[0] if os.path.isfile(self.path) \
+            else "netdef"
+        prefix = self.param.snapshot_prefix
+        if not prefix:
+            return os.path.splitext(self.path)[0] if os.path.isfile(self.path) else stem
+        return os.path.join(prefix, stem) if prefix.endswith(os.sep) or os.path.isdir(prefix) \
+            else prefix
+
+
+def read_solver(source) -> SolverFile:
+    """A solver.prototxt (path or text), checked: every problem at once."""
+    from .compiler.parse import read_source
+
+    content, path = read_source(source)
+    text = content.decode("utf-8", "replace") if isinstance(content, bytes) else content
+    param = pb.SolverParameter()
+    _, located = parse_message(text, param, path=path)
+    problems = [problem for _, problem in located]
+    raise_if_errors(problems)
+    problems = check_solver(param, path)
+    if not (param.net or param.HasField("net_param") or param.train_net
+            or param.HasField("train_net_param")):
+        problems.append(Problem(SolverError, "no net: give net, net_param, train_net or "
+                                "train_net_param", path))
+    raise_if_problems(problems)
+    return SolverFile(param, path)
+
+
+def _net_sources(solver: SolverFile) -> tuple:
+    """(train net, [test nets]) as paths or text; test nets default to the training file."""
+    param = solver.param
+    as_text = _net_text
+    if param.train_net or param.HasField("train_net_param"):
+        train = solver.resolve(param.train_net) if param.train_net else as_text(param.train_net_param)
+    else:
+        train = solver.resolve(param.net) if param.net else as_text(param.net_param)
+    tests = [solver.resolve(p) for p in param.test_net] + [as_text(n) for n in param.test_net_param]
+    if not tests and (param.net or param.HasField("net_param")):
+        tests = [train] * len(param.test_iter)
+    if len(tests) != len(param.test_iter):
+        raise SolverError(problems=[Problem(SolverError, f"{len(param.test_iter)} test_iter "
+                                            f"values for {len(tests)} test nets", solver.path)])
+    return train, tests
+
+
+def _net_text(net: pb.NetParameter) -> str:
+    from google.protobuf import text_format
+    return f"# inline net\n{text_format.MessageToString(net)}"
+
+
+# ------------------------------------------------------------------ nets with their data
+@dataclass
+class FedNet:
+    """A lowered net, the sources feeding its data layers, and its loss weights."""
+
+    module: object
+    feeds: list  # (Source, [placeholder names]) per data layer
+    loss_weights: dict[str, float]
+    batches_read: int = 0
+
+    def inputs(self, index: int, dtype, device) -> dict:
+        blobs = {}
+        for source, names in self.feeds:
+            for name, array in zip(names, source.batch(index)):
+                tensor = torch.from_numpy(np.asarray(array))
+                if tensor.is_floating_point() and dtype is not None:
+                    tensor = tensor.to(dtype)
+                blobs[name] = tensor.to(device)
+        return blobs
+
+    def objective(self, outputs: dict):
+        return sum(weight * outputs[name] for name, weight in self.loss_weights.items())
+
+
+def build_net(source, phase: str, *, ctx: SourceContext, state=None, data=None, weights=None,
+              device="cpu", dtype=None, seed: int = 0) -> FedNet:
+    """Check the net, find every data layer's source (a user's `data` entry, keyed by layer
+    or top name, wins), size the inputs from the first batch, and lower it."""
+    from . import load
+
+    level, stages = (state.level, tuple(state.stage)) if state is not None else (None, None)
+    net, problems = check_net(source, phase=phase, level=level, stages=stages)
+    raise_if_errors(problems)
+    ctx = SourceContext(net.path, phase, ctx.seed, ctx.allow_python_layers)
+    data = dict(data or {})
+    sources, problems = [], []
+    for layer in net.layers:
+        if not layer.rule.is_input or layer.bottoms:
+            continue
+        found = data.pop(layer.name, None) or next(
+            (data.pop(top) for top in layer.param.top if top in data), None)
+        if found is None:
+            found = _own_source(layer, ctx, fallback="" in data)
+        if found is None and "" in data:  # `--data DIR` without a layer name
+            found = data.pop("")
+        if found is None:
+            problems.append(net.problem(DataError, "nothing feeds this layer's tops in training: "
+                                        "give a source for it (--data DIR for a segmentation "
+                                        "folder)", layer))
+        sources.append((layer, found))
+    if data:
+        problems.append(Problem(DataError, f"data given for {', '.join(sorted(data))}, which "
+                                "names no data layer or top", net.path))
+    raise_if_errors(problems)
+    shapes = {}
+    for layer, found in sources:
+        for top, array in zip(layer.param.top, found.batch(0)):
+            shapes[top] = tuple(np.shape(array))
+    module = load(source, weights, phase=phase, inputs=shapes, device=device, dtype=dtype,
+                  seed=seed)
+    placeholders = iter(node.target for node in module.graph.nodes if node.op == "placeholder")
+    names = {layer.index: [next(placeholders) for _ in layer.tops]
+             for layer in module.caffe_net.layers if layer.rule.is_input}  # lower()'s order
+    feeds = [(found, names[layer.index]) for layer, found in sources]
+    return FedNet(module, feeds, loss_weights(module.caffe_net))
+
+
+def _own_source(layer, ctx, fallback: bool):
+    """The layer's own source; with a fallback at hand, one it cannot open is no error."""
+    try:
+        return layer.rule.data_source(layer.param, ctx)
+    except DataError:
+        if not fallback:
+            raise
+        return None
+
+
+def loss_weights(net) -> dict[str, float]:
+    """Caffe's loss weights by output blob: loss_weight as written, else 1 for a loss layer's
+    first top."""
+    weights = {}
+    for layer in net.layers:
+        written = list(layer.param.loss_weight)
+        default = [1.0] if layer.rule is not None and layer.rule.family == "loss" else []
+        for blob_id, weight in zip(layer.tops, written or default):
+            if weight:
+                weights[net.blobs[blob_id].name] = float(weight)
+    return weights
+
+
+def learnables(module) -> list[Learnable]:
+    """The learnable blobs with their ParamSpec multipliers. `param { name }` shares a blob:
+    later layers take the first one's tensor. lr_mult 0 freezes a blob; buffers (BatchNorm's
+    statistics) are never learned."""
+    net = module.caffe_net
+    owners, result, problems, seen = {}, [], [], {}
+    for index, target, blob_names in module.caffe_parameters:
+        layer, submodule = net.layers[index], module.get_submodule(target)
+        seen[layer.name] = seen.get(layer.name, 0) + 1
+        key = layer.name if seen[layer.name] == 1 else f"{layer.name}@{seen[layer.name]}"
+        specs = list(layer.param.param)
+        for position, blob in enumerate(blob_names):
+            tensor = submodule._parameters.get(blob)
+            if tensor is None:
+                continue
+            spec = specs[position] if position < len(specs) else pb.ParamSpec()
+            owner = owners.get(spec.name) if spec.name else None
+            if owner is not None:
+                problems += _share(net, layer, submodule, blob, spec, owner)
+                continue
+            item = Learnable(f"{key}.{position}", tensor, spec.lr_mult, spec.decay_mult)
+            if spec.name:
+                owners[spec.name] = item
+            tensor.requires_grad_(item.lr_mult != 0)
+            if item.lr_mult != 0:
+                result.append(item)
+    raise_if_errors(problems)
+    return result
+
+
+def _share(net, layer, submodule, blob, spec, owner: Learnable) -> list[Problem]:
+    tensor = submodule._parameters[blob]
+    same = tensor.shape == owner.tensor.shape if spec.share_mode == pb.ParamSpec.STRICT \
+        else tensor.numel() == owner.tensor.numel()
+    if not same or tensor.shape != owner.tensor.shape:
+        return [net.problem(SolverError, f"shared param '{spec.name}' is {tuple(tensor.shape)} "
+                            f"here but {tuple(owner.tensor.shape)} in its owner", layer)]
+    for name in ("lr_mult", "decay_mult"):
+        if spec.HasField(name) and getattr(spec, name) != getattr(owner, name):
+            return [net.problem(SolverError, f"shared param '{spec.name}' has {name} "
+                                f"{getattr(spec, name):g}; its owner {getattr(owner, name):g}",
+                                layer)]
+    submodule._parameters[blob] = owner.tensor
+    return []
+
+
+def share_tensors(source_module, target_module) -> None:
+    """Give the target net the source net's blobs, layer by layer name (Caffe's
+    ShareTrainedLayersWith), so a TEST net always sees the weights being trained."""
+    by_name: dict[str, list] = {}
+    for index, target, names in source_module.caffe_parameters:
+        layer_name = source_module.caffe_net.layers[index].name
+        by_name.setdefault(layer_name, []).append((source_module.get_submodule(target), names))
+    for index, target, names in target_module.caffe_parameters:
+        layer = target_module.caffe_net.layers[index]
+        if not by_name.get(layer.name):
+            continue
+        source, source_names = by_name[layer.name].pop(0)
+        destination = target_module.get_submodule(target)
+        for name, source_name in zip(names, source_names):
+            tensor = getattr(source, source_name)
+            if tuple(tensor.shape) != tuple(getattr(destination, name).shape):
+                raise SolverError(problems=[target_module.caffe_net.problem(
+                    SolverError, f"blob {name} is {tuple(getattr(destination, name).shape)} in "
+                    f"the TEST net but {tuple(tensor.shape)} in the TRAIN net", layer)])
+            table = destination._parameters if name in destination._parameters \
+                else destination._buffers
+            table[name] = tensor
+
+
+# ------------------------------------------------------------------ the loop
+@dataclass
+class Distributed:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_environment(cls) -> "Distributed":
+        env = os.environ
+        return cls(int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)),
+                   int(env.get("LOCAL_RANK", 0)))
+
+    @property
+    def root(self) -> bool:
+        return self.rank == 0
+
+
+@dataclass
+class Trainer:
+    """One training run. `run()` trains to max_iter; `step()` is one Caffe iteration."""
+
+    solver_file: SolverFile
+    train_net: FedNet
+    test_nets: list
+    solver: Solver
+    dist: Distributed = field(default_factory=Distributed)
+    device: object = "cpu"
+    dtype: object = None
+    log: object = None  # a Log, on rank 0
+    losses: list = field(default_factory=list)  # the last average_loss iterations' losses
+
+    @property
+    def param(self):
+        return self.solver_file.param
+
+    @property
+    def module(self):
+        return self.train_net.module
+
+    @property
+    def iteration(self) -> int:
+        return self.solver.iteration
+
+    def run(self, max_iter: int | None = None) -> "Trainer":
+        stop = self.param.max_iter if max_iter is None else max_iter
+        self._say(f"Solving {self.module.caffe_net.parsed.net.name or 'the net'}")
+        self._say(f"Learning Rate Policy: {self.param.lr_policy}")
+        with self._progress(stop) as bar:
+            while self.iteration < stop:
+                if self._test_due():
+                    self.test()
+                self.step()
+                bar.update(1)
+                if self.param.snapshot and self.iteration % self.param.snapshot == 0:
+                    self.snapshot()
+        if self.param.snapshot_after_train and (
+                not self.param.snapshot or self.iteration % self.param.snapshot):
+            self.snapshot()
+        if self.param.test_interval and self.iteration % self.param.test_interval == 0:
+            self.test()
+        self._say("Optimization Done.")
+        return self
+
+    def _test_due(self) -> bool:
+        interval = self.param.test_interval
+        return bool(interval and self.test_nets and self.iteration % interval == 0
+                    and (self.iteration > 0 or self.param.test_initialization))
+
+    def step(self) -> float:
+        """iter_size forward/backward passes, then the update; returns this iteration's loss."""
+        model, size, iteration = self._model(), self.param.iter_size, self.iteration
+        self.module.zero_grad(set_to_none=True)
+        loss, outputs = 0.0, {}
+        for part in range(size):
+            global_index = (iteration * size + part) * self.dist.world + self.dist.rank
+            blobs = self.train_net.inputs(global_index, self.dtype, self.device)
+            sync = contextlib.nullcontext() if part == size - 1 or not hasattr(model, "no_sync") \
+                else model.no_sync()
+            with sync:
+                outputs = model(**blobs)
+                objective = self.train_net.objective(outputs)
+                objective.backward()
+            loss += float(objective.detach()) / size
+        self.losses = (self.losses + [loss])[-max(self.param.average_loss, 1):]
+        displaying = self.param.display and iteration % self.param.display == 0
+        if displaying:
+            self._display(iteration, outputs)
+        rate = self.solver.step()
+        if self.log:
+            self.log.row(iteration, rate, loss, self.smoothed_loss)
+            if displaying:
+                self._say(f"Iteration {iteration}, lr = {rate:g}")
+        return loss
+
+    @property
+    def smoothed_loss(self) -> float:
+        return sum(self.losses) / len(self.losses) if self.losses else float("nan")
+
+    def _display(self, iteration: int, outputs: dict) -> None:
+        self._say(f"Iteration {iteration}, loss = {self.smoothed_loss:g}")
+        for number, (name, value) in enumerate(_scalars(outputs)):
+            weight = self.train_net.loss_weights.get(name, 0.0)
+            tail = f" (* {weight:g} = {weight * value:g} loss)" if weight else ""
+            self._say(f"    Train net output #{number}: {name} = {value:g}{tail}")
+
+    def _model(self):
+        return getattr(self, "ddp", None) or self.module
+
+    @torch.no_grad()
+    def test(self) -> list[dict]:
+        """Each TEST net's outputs averaged over its test_iter batches (rank 0 only)."""
+        if not self.dist.root:
+            return []
+        results = []
+        for number, (net, iterations) in enumerate(zip(self.test_nets, self.param.test_iter)):
+            self._say(f"Iteration {self.iteration}, Testing net (#{number})")
+            sums: dict[str, float] = {}
+            for _ in range(iterations):
+                outputs = net.module(**net.inputs(net.batches_read, self.dtype, self.device))
+                net.batches_read += 1
+                for name, value in _scalars(outputs):
+                    sums[name] = sums.get(name, 0.0) + value / iterations
+            for k, (name, value) in enumerate(sums.items()):
+                weight = net.loss_weights.get(name, 0.0)
+                tail = f" (* {weight:g} = {weight * value:g} loss)" if weight else ""
+                self._say(f"    Test net output #{k}: {name} = {value:g}{tail}")
+                if self.log:
+                    self.log.test_row(self.iteration, number, name, value)
+            results.append(sums)
+        return results
+
+    def snapshot(self) -> str | None:
+        """`{prefix}_iter_N.safetensors` (weights, keyed layer.blob) and
+        `{prefix}_iter_N.solverstate.safetensors` (histories, iteration); rank 0 writes."""
+        if not self.dist.root:
+            return None
+        from safetensors.torch import save_file
+
+        from .compiler.safetensors_io import write_safetensors
+        base = f"{self.solver_file.snapshot_prefix}_iter_{self.iteration}"
+        folder = os.path.dirname(base)
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+        write_safetensors(base + ".safetensors", weight_tensors(self.module))
+        self._say(f"Snapshotting to {base}.safetensors")
+        state = {key: tensor.detach().cpu().contiguous()
+                 for key, tensor in self.solver.state().items()}
+        save_file(state, base + ".solverstate.safetensors",
+                  metadata={"iter": str(self.iteration), "learned_net": base + ".safetensors",
+                            "type": solver_type(self.param)})
+        self._say(f"Snapshotting solver state to {base}.solverstate.safetensors")
+        return base
+
+    def _say(self, message: str) -> None:
+        if self.log:
+            self.log.line(message)
+
+    def _progress(self, stop: int):
+        if not self.log or not self.log.progress:
+            return contextlib.nullcontext(_NoBar())
+        from tqdm import tqdm
+        return tqdm(total=stop, initial=self.iteration, unit="iter", file=sys.stderr,
+                    dynamic_ncols=True, leave=False)
+
+
+class _NoBar:
+    def update(self, count):
+        pass
+
+
+def _scalars(outputs: dict):
+    """(name, value) for each output, a blob of several values by its mean (Caffe prints each
+    value; one number per blob keeps the log readable)."""
+    for name, tensor in outputs.items():
+        yield name, float(tensor.detach().double().mean())
+
+
+def weight_tensors(module) -> dict:
+    """Every blob of the net keyed `layer.blob` (`layer@k.blob` for repeated names)."""
+    tensors, seen = {}, {}
+    for index, target, names in module.caffe_parameters:
+        name = module.caffe_net.layers[index].name
+        seen[name] = seen.get(name, 0) + 1
+        key = name if seen[name] == 1 else f"{name}@{seen[name]}"
+        submodule = module.get_submodule(target)
+        for position, blob in enumerate(names):
+            tensors[f"{key}.{position}"] = getattr(submodule, blob).detach().float().cpu()
+    return tensors
+
+
+class Log:
+    """Caffe-style log lines (glog's prefix, so Caffe's parse_log.py reads them) on stderr
+    and in `{prefix}.log`, and a CSV of loss and lr per iteration (+ one of test outputs)."""
+
+    def __init__(self, prefix: str, progress: bool = True, stream=None):
+        folder = os.path.dirname(prefix)
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+        self.progress, self.stream = progress, stream if stream is not None else sys.stderr
+        self.text = open(prefix + ".log", "a")
+        self.csv_path, self.test_csv_path = prefix + "_train.csv", prefix + "_test.csv"
+        self.train_rows = _csv(self.csv_path, ["iteration", "lr", "loss", "smoothed_loss"])
+        self.test_rows = _csv(self.test_csv_path, ["iteration", "test_net", "output", "value"])
+
+    def line(self, message: str) -> None:
+        now = datetime.datetime.now()
+        text = f"I{now:%m%d %H:%M:%S.%f} {os.getpid():>5} netdef] {message}"
+        if self.progress:
+            from tqdm import tqdm
+            tqdm.write(text, file=self.stream)
+        else:
+            print(text, file=self.stream)
+        print(text, file=self.text, flush=True)
+
+    def row(self, iteration, rate, loss, smoothed) -> None:
+        self.train_rows[0].writerow([iteration, f"{rate:.9g}", f"{loss:.9g}", f"{smoothed:.9g}"])
+        self.train_rows[1].flush()
+
+    def test_row(self, iteration, number, name, value) -> None:
+        self.test_rows[0].writerow([iteration, number, name, f"{value:.9g}"])
+        self.test_rows[1].flush()
+
+    def close(self) -> None:
+        for handle in (self.text, self.train_rows[1], self.test_rows[1]):
+            handle.close()
+
+
+def _csv(path: str, header: list[str]):
+    fresh = not os.path.exists(path) or os.path.getsize(path) == 0
+    handle = open(path, "a", newline="")
+    writer = csv.writer(handle)
+    if fresh:
+        writer.writerow(header)
+    return writer, handle
+
+
+# ------------------------------------------------------------------ entry point
+def train(solver, *, data=None, weights=None, resume=None, device="cpu", dtype=None,
+          max_iter: int | None = None, allow_python_layers: bool = False, seed: int | None = None,
+          log: bool = True, progress: bool = True) -> Trainer:
+    """Train as `caffe train -solver SOLVER` would; see `make_trainer` for the arguments."""
+    trainer = make_trainer(solver, data=data, weights=weights, resume=resume, device=device,
+                           dtype=dtype, allow_python_layers=allow_python_layers, seed=seed,
+                           log=log, progress=progress)
+    try:
+        return trainer.run(max_iter)
+    finally:
+        if trainer.log:
+            trainer.log.close()
+
+
+def make_trainer(solver, *, data=None, weights=None, resume=None, device="cpu", dtype=None,
+                 allow_python_layers: bool = False, seed: int | None = None, log: bool = True,
+                 progress: bool = True) -> Trainer:
+    """A ready Trainer. `data` maps a data layer (or top) name to a netdef.data Source for
+    layers the file cannot feed (Input layers); `weights` initialises from a caffemodel or
+    safetensors file; `resume` continues from a `.solverstate.safetensors` snapshot."""
+    solver_file = read_solver(solver)
+    param = solver_file.param
+    dist = Distributed.from_environment()
+    device = _device(device, dist)
+    if dist.world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.device(device).type == "cuda" else "gloo"
+        torch.distributed.init_process_group(backend)
+    seed = (param.random_seed if param.random_seed >= 0 else 0) if seed is None else seed
+    torch.manual_seed(seed)
+    state_tensors, iteration = ({}, 0)
+    if resume is not None:
+        state_tensors, iteration, weights = read_state(resume)
+    ctx = SourceContext(seed=seed, allow_python_layers=allow_python_layers)
+    train_source, test_sources = _net_sources(solver_file)
+    train_net = build_net(train_source, "TRAIN", ctx=ctx, state=_state(param, "train_state"),
+                          data=data, weights=weights, device=device, dtype=dtype, seed=seed)
+    solver_obj = Solver(param, learnables(train_net.module))
+    if resume is not None:
+        solver_obj.load_state(state_tensors, iteration)
+    tests = []
+    if dist.root:
+        for number, test_source in enumerate(test_sources):
+            state = param.test_state[number] if number < len(param.test_state) else None
+            net = build_net(test_source, "TEST", ctx=ctx, state=state, device=device,
+                            dtype=dtype, seed=seed)
+            share_tensors(train_net.module, net.module)
+            tests.append(net)
+    trainer = Trainer(solver_file, train_net, tests, solver_obj, dist, device, dtype,
+                      Log(solver_file.snapshot_prefix, progress) if log and dist.root else None)
+    if dist.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+        ids = [torch.device(device).index] if torch.device(device).type == "cuda" else None
+        trainer.ddp = DistributedDataParallel(train_net.module, device_ids=ids,
+                                              find_unused_parameters=True)
+    return trainer
+
+
+def spawn_workers(argv: list[str], nproc: int) -> int:
+    """Run `python -m netdef ARGV` in nproc processes with torchrun's environment (RANK,
+    WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT on this host); the first failure stops all."""
+    import socket
+    import subprocess
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    workers = []
+    for rank in range(nproc):
+        env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(nproc),
+                   LOCAL_WORLD_SIZE=str(nproc), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+        workers.append(subprocess.Popen([sys.executable, "-m", "netdef", *argv], env=env))
+    code = 0
+    try:
+        while workers:
+            for worker in list(workers):
+                status = worker.poll()
+                if status is None:
+                    continue
+                workers.remove(worker)
+                if status and not code:
+                    code = status
+                    for other in workers:
+                        other.terminate()
+            time.sleep(0.05)
+    except KeyboardInterrupt:
+        for worker in workers:
+            worker.terminate()
+        raise
+    return code
+
+
+def _device(device, dist: Distributed):
+    if str(device) == "cuda" and dist.world > 1:
+        return f"cuda:{dist.local_rank}"
+    return device
+
+
+def _state(param, name: str):
+    return getattr(param, name) if param.HasField(name) else None
+
+
+def read_state(path: str) -> tuple[dict, int, str]:
+    """(history tensors, iteration, weights file) of a solver-state snapshot."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(path, framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    except (SafetensorError, OSError) as exc:
+        raise SolverError(f"{path}: not a readable solver state: {exc}") from None
+    if "iter" not in metadata or "learned_net" not in metadata:
+        raise SolverError(f"{path}: not a netdef solver state (no iter / learned_net)")
+    weights = metadata["learned_net"]
+    if not os.path.exists(weights):
+        weights = os.path.join(os.path.dirname(path), os.path.basename(weights))
+    return tensors, int(metadata["iter"]), weights
+
+
+__all__ = ["train", "make_trainer", "read_solver", "Trainer", "data_error"]
