@@ -177,12 +177,12 @@ def _own_source(layer, ctx, fallback: bool):
 
 
 def loss_weights(net) -> dict[str, float]:
-    """Caffe's loss weights by output blob: loss_weight as written, else 1 for a loss layer's
-    first top."""
+    """Caffe's loss weights by output blob: loss_weight as written, else the rule's default
+    for the first top (1 for loss layers)."""
     weights = {}
     for layer in net.layers:
         written = list(layer.param.loss_weight)
-        default = [1.0] if layer.rule is not None and layer.rule.family == "loss" else []
+        default = [layer.rule.loss_weight] if layer.rule is not None else []
         for blob_id, weight in zip(layer.tops, written or default):
             if weight:
                 weights[net.blobs[blob_id].name] = float(weight)

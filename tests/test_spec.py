@@ -6,7 +6,6 @@ The net it builds must equal the published voc-fcn8s/train.prototxt, crop
 offsets 5, 9 and 31 included, which netdef solves from its coordinate maps.
 """
 import pytest
-from google.protobuf import text_format
 
 import netdef
 import netdef.spec as caffe

@@ -60,6 +60,7 @@ class LayerRule:
     params: tuple[str, ...] = ()  # the *_param fields this type reads
     is_input: bool = False  # a data layer: its tops are graph inputs
     tops_match_bottoms: bool = False  # one top per bottom (Convolution, Split-like layers)
+    loss_weight: float = 0.0  # top 0's weight in the objective when the layer sets none
 
     def check_params(self, layer) -> Iterator[Issue]:
         return iter(())

@@ -8,6 +8,7 @@ from ._base import LayerRule, ShapeIssue, canonical_axis, count, fmt
 
 class LossRule(LayerRule):
     family = "loss"
+    loss_weight = 1.0  # Caffe's LossLayer default
     bottoms = (2, 2)
     tops = (0, 1)
     params = ("loss_param",)

@@ -10,6 +10,7 @@ class Accuracy(LossRule):
     type_name = "Accuracy"
     description = "top_k classification accuracy (second top: accuracy per class)"
     family = "loss"
+    loss_weight = 0.0  # a metric, not an objective
     tops = (1, 2)
     params = ("accuracy_param",)
 

@@ -9,6 +9,7 @@ class SegAccuracy(LossRule):
     type_name = "SegAccuracy"
     description = "dialect (DeepLab): pixel accuracy, class accuracy or IoU of a segmentation"
     tops = (1, 1)
+    loss_weight = 0.0  # a metric, not an objective
     params = ("seg_accuracy_param",)
 
     def top_shapes(self, layer, bottoms):
