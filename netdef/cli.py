@@ -137,6 +137,7 @@ def _train_arguments(train) -> None:
     train.add_argument("--allow-python-layers", action="store_true",
                        help="import the user's Python data layers (runs their code)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _surgery_arguments(train)
 
 
 def _surgery_arguments(sub) -> None:
@@ -450,7 +451,8 @@ def cmd_train(args) -> int:
         return spawn_workers(_without_nproc(args.argv), args.nproc)
     train(args.solver, data=_folders(args), weights=args.weights, resume=args.resume,
           device=args.device, max_iter=args.max_iter, seed=args.seed,
-          allow_python_layers=args.allow_python_layers, progress=not args.no_progress)
+          allow_python_layers=args.allow_python_layers, progress=not args.no_progress,
+          surgery=_surgery(args))
     return 0
 
 

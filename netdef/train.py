@@ -124,7 +124,7 @@ class FedNet:
 
 
 def build_net(source, phase: str, *, ctx: SourceContext, state=None, data=None, weights=None,
-              device="cpu", dtype=None, seed: int = 0) -> FedNet:
+              device="cpu", dtype=None, seed: int = 0, surgery=None) -> FedNet:
     """Check the net, find every data layer's source (a user's `data` entry, keyed by layer
     or top name, wins), size the inputs from the first batch, and lower it."""
     from . import load
@@ -158,7 +158,7 @@ def build_net(source, phase: str, *, ctx: SourceContext, state=None, data=None, 
         for top, array in zip(layer.param.top, found.batch(0)):
             shapes[top] = tuple(np.shape(array))
     module = load(source, weights, phase=phase, inputs=shapes, device=device, dtype=dtype,
-                  seed=seed)
+                  seed=seed, **(surgery or {}))
     placeholders = iter(node.target for node in module.graph.nodes if node.op == "placeholder")
     names = {layer.index: [next(placeholders) for _ in layer.tops]
              for layer in module.caffe_net.layers if layer.rule.is_input}  # lower()'s order
@@ -497,13 +497,10 @@ def _csv(path: str, header: list[str]):
 
 
 # ------------------------------------------------------------------ entry point
-def train(solver, *, data=None, weights=None, resume=None, device="cpu", dtype=None,
-          max_iter: int | None = None, allow_python_layers: bool = False, seed: int | None = None,
-          log: bool = True, progress: bool = True) -> Trainer:
-    """Train as `caffe train -solver SOLVER` would; see `make_trainer` for the arguments."""
-    trainer = make_trainer(solver, data=data, weights=weights, resume=resume, device=device,
-                           dtype=dtype, allow_python_layers=allow_python_layers, seed=seed,
-                           log=log, progress=progress)
+def train(solver, *, max_iter: int | None = None, **options) -> Trainer:
+    """Train as `caffe train -solver SOLVER` would, to max_iter (the solver's by default);
+    the options are make_trainer's."""
+    trainer = make_trainer(solver, **options)
     try:
         return trainer.run(max_iter)
     finally:
@@ -513,10 +510,11 @@ def train(solver, *, data=None, weights=None, resume=None, device="cpu", dtype=N
 
 def make_trainer(solver, *, data=None, weights=None, resume=None, device="cpu", dtype=None,
                  allow_python_layers: bool = False, seed: int | None = None, log: bool = True,
-                 progress: bool = True) -> Trainer:
+                 progress: bool = True, surgery=None) -> Trainer:
     """A ready Trainer. `data` maps a data layer (or top) name to a netdef.data Source for
     layers the file cannot feed (Input layers); `weights` initialises from a caffemodel or
-    safetensors file; `resume` continues from a `.solverstate.safetensors` snapshot."""
+    safetensors file, with load()'s net surgery options in `surgery` (convolutionalize,
+    expand_score); `resume` continues from a `.solverstate.safetensors` snapshot."""
     solver_file = read_solver(solver)
     param = solver_file.param
     dist = Distributed.from_environment()
@@ -532,7 +530,8 @@ def make_trainer(solver, *, data=None, weights=None, resume=None, device="cpu", 
     ctx = SourceContext(seed=seed, allow_python_layers=allow_python_layers)
     train_source, test_sources = _net_sources(solver_file)
     train_net = build_net(train_source, "TRAIN", ctx=ctx, state=_state(param, "train_state"),
-                          data=data, weights=weights, device=device, dtype=dtype, seed=seed)
+                          data=data, weights=weights, device=device, dtype=dtype, seed=seed,
+                          surgery=None if resume is not None else surgery)
     solver_obj = Solver(param, learnables(train_net.module))
     if resume is not None:
         solver_obj.load_state(state_tensors, iteration)
