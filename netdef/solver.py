@@ -52,7 +52,8 @@ LR_POLICIES = {
 
 # ------------------------------------------------------------------ update rules
 class UpdateRule:
-    """One solver type: `histories` tensors per parameter, and the update from a gradient."""
+    """One solver type: `histories` tensors per parameter, and the update from a gradient
+    (which the caller subtracts at once; it may be a history tensor itself)."""
 
     type_name = ""
     histories = 1
@@ -70,7 +71,7 @@ class SGD(UpdateRule):
     def update(self, diff, history, rate, param, iteration):
         (velocity,) = history
         velocity.mul_(param.momentum).add_(diff, alpha=rate)
-        return velocity.clone()
+        return velocity
 
 
 class Nesterov(UpdateRule):
@@ -193,10 +194,10 @@ class Solver:
                 item.tensor.grad = torch.zeros_like(item.tensor)
         self._clip([item.tensor.grad for item in self.learnables])
         for item in self.learnables:
-            diff = item.tensor.grad
+            diff = item.tensor.grad  # normalised and regularised in place, as Caffe's diff is
             if self.param.iter_size > 1:
-                diff = diff / self.param.iter_size
-            diff = self._regularized(diff, item)
+                diff.div_(self.param.iter_size)
+            self._regularize(diff, item)
             update = self.rule.update(diff, self.history[item.name], rate * item.lr_mult,
                                       self.param, self.iteration)
             item.tensor.sub_(update)
@@ -212,13 +213,11 @@ class Solver:
             for grad in grads:
                 grad.mul_(limit / norm)
 
-    def _regularized(self, diff, item: Learnable):
+    def _regularize(self, diff, item: Learnable) -> None:
         decay = self.param.weight_decay * item.decay_mult
-        if not decay:
-            return diff
-        kind = self.param.regularization_type
-        weight = item.tensor if kind == "L2" else item.tensor.sign()
-        return diff + decay * weight
+        if decay:
+            weight = item.tensor if self.param.regularization_type == "L2" else item.tensor.sign()
+            diff.add_(weight, alpha=decay)
 
     # ---- state, for snapshots
     def state(self) -> dict[str, torch.Tensor]:
