@@ -163,6 +163,7 @@ class Learnable:
     tensor: torch.Tensor
     lr_mult: float = 1.0
     decay_mult: float = 1.0
+    layer_index: int = -1  # the owning layer in the net's IR
 
 
 @dataclass

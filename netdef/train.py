@@ -209,7 +209,7 @@ def learnables(module) -> list[Learnable]:
             if owner is not None:
                 problems += _share(net, layer, submodule, blob, spec, owner)
                 continue
-            item = Learnable(f"{key}.{position}", tensor, spec.lr_mult, spec.decay_mult)
+            item = Learnable(f"{key}.{position}", tensor, spec.lr_mult, spec.decay_mult, index)
             if spec.name:
                 owners[spec.name] = item
             tensor.requires_grad_(item.lr_mult != 0)
@@ -233,6 +233,19 @@ def _share(net, layer, submodule, blob, spec, owner: Learnable) -> list[Problem]
                                 layer)]
     submodule._parameters[blob] = owner.tensor
     return []
+
+
+def all_reach_the_loss(fed: FedNet, items: list[Learnable]) -> bool:
+    """Whether every learnable blob's layer lies upstream of a weighted loss (DDP must hunt
+    for unused parameters every step otherwise)."""
+    import networkx as nx
+
+    net = fed.module.caffe_net
+    losses = [("blob", blob_id) for blob_id, blob in net.blobs.items()
+              if blob.name in fed.loss_weights and not blob.consumers]
+    upstream = set().union(*(nx.ancestors(net.graph, node) for node in losses)) if losses \
+        else set()
+    return all(net.layers[item.layer_index].node in upstream for item in items)
 
 
 def share_tensors(source_module, target_module) -> None:
@@ -548,8 +561,9 @@ def make_trainer(solver, *, data=None, weights=None, resume=None, device="cpu", 
     if dist.world > 1:
         from torch.nn.parallel import DistributedDataParallel
         ids = [torch.device(device).index] if torch.device(device).type == "cuda" else None
-        trainer.ddp = DistributedDataParallel(train_net.module, device_ids=ids,
-                                              find_unused_parameters=True)
+        trainer.ddp = DistributedDataParallel(
+            train_net.module, device_ids=ids,
+            find_unused_parameters=not all_reach_the_loss(train_net, solver_obj.learnables))
     return trainer
 
 

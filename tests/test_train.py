@@ -176,3 +176,14 @@ def test_cli_errors_name_the_problem(workdir, cli):
     (workdir / "s.prototxt").write_text('net: "input.prototxt"\nlr_policy: "fixd"\n')
     code, _, err = cli("train", "s.prototxt")
     assert code == 1 and "s.prototxt: lr_policy 'fixd' is not one of" in err
+
+
+def test_ddp_hunts_unused_parameters_only_when_a_learnable_misses_the_loss(workdir):
+    from netdef.train import all_reach_the_loss
+
+    side = ('layer { name: "side" type: "InnerProduct" bottom: "data" top: "side" '
+            'inner_product_param { num_output: 2 } }\n')
+    for extra, expected in (("", True), (side, False)):
+        (workdir / "n.prototxt").write_text(NET % {"batch": 4} + extra)
+        trainer = make_trainer('net: "n.prototxt"\nbase_lr: 0.1\nlr_policy: "fixed"\n', log=False)
+        assert all_reach_the_loss(trainer.train_net, trainer.solver.learnables) is expected
