@@ -125,7 +125,10 @@ def _train_arguments(train) -> None:
     train.add_argument("--data", action="append", default=[], metavar="[LAYER=]DIR",
                        help="a segmentation folder (images/ + labels/, or VOC's layout) feeding "
                             "LAYER, or the net's one unfed data layer")
+    train.add_argument("--test-data", action="append", default=[], metavar="[LAYER=]DIR",
+                       help="the same for the TEST nets (test_iter / test_interval)")
     train.add_argument("--split", default="train", help="the folder's list of items (SPLIT.txt)")
+    train.add_argument("--test-split", default="val", help="the same for --test-data")
     train.add_argument("--mean", type=_mean, default=None, metavar="B,G,R",
                        help="subtracted from the folder's images (default: FCN's ILSVRC mean)")
     train.add_argument("--weights", help="initial weights (.caffemodel or .safetensors)")
@@ -449,8 +452,9 @@ def cmd_train(args) -> int:
         raise UsageError("--nproc must be at least 1")
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         return spawn_workers(_without_nproc(args.argv), args.nproc)
-    train(args.solver, data=_folders(args), weights=args.weights, resume=args.resume,
-          device=args.device, max_iter=args.max_iter, seed=args.seed,
+    train(args.solver, data=_folders(args.data, args.split, args),
+          test_data=_folders(args.test_data, args.test_split, args), weights=args.weights,
+          resume=args.resume, device=args.device, max_iter=args.max_iter, seed=args.seed,
           allow_python_layers=args.allow_python_layers, progress=not args.no_progress,
           surgery=_surgery(args))
     return 0
@@ -468,14 +472,14 @@ def _without_nproc(argv: list[str]) -> list[str]:
     return kept
 
 
-def _folders(args) -> dict:
+def _folders(entries: list[str], split: str, args) -> dict:
     from .data import FCN_MEAN, SegmentationFolder
 
     folders = {}
-    for entry in args.data:  # a bare DIR goes to the one data layer nothing else feeds
+    for entry in entries:  # a bare DIR goes to the one data layer nothing else feeds
         layer, sep, folder = entry.rpartition("=")
         folders[layer if sep else ""] = SegmentationFolder(
-            folder, split=args.split, mean=args.mean or FCN_MEAN, seed=args.seed or 0)
+            folder, split=split, mean=args.mean or FCN_MEAN, seed=args.seed or 0)
     return folders
 
 

@@ -521,11 +521,12 @@ def train(solver, *, max_iter: int | None = None, **options) -> Trainer:
             trainer.log.close()
 
 
-def make_trainer(solver, *, data=None, weights=None, resume=None, device="cpu", dtype=None,
+def make_trainer(solver, *, data=None, test_data=None, weights=None, resume=None, device="cpu",
+                 dtype=None,
                  allow_python_layers: bool = False, seed: int | None = None, log: bool = True,
                  progress: bool = True, surgery=None) -> Trainer:
     """A ready Trainer. `data` maps a data layer (or top) name to a netdef.data Source for
-    layers the file cannot feed (Input layers); `weights` initialises from a caffemodel or
+    layers the file cannot feed (Input layers), `test_data` likewise for the TEST nets; `weights` initialises from a caffemodel or
     safetensors file, with load()'s net surgery options in `surgery` (convolutionalize,
     expand_score); `resume` continues from a `.solverstate.safetensors` snapshot."""
     solver_file = read_solver(solver)
@@ -552,8 +553,8 @@ def make_trainer(solver, *, data=None, weights=None, resume=None, device="cpu", 
     if dist.root:
         for number, test_source in enumerate(test_sources):
             state = param.test_state[number] if number < len(param.test_state) else None
-            net = build_net(test_source, "TEST", ctx=ctx, state=state, device=device,
-                            dtype=dtype, seed=seed)
+            net = build_net(test_source, "TEST", ctx=ctx, state=state, data=test_data,
+                            device=device, dtype=dtype, seed=seed)
             share_tensors(train_net.module, net.module)
             tests.append(net)
     trainer = Trainer(solver_file, train_net, tests, solver_obj, dist, device, dtype,

@@ -180,3 +180,25 @@ def test_input_layers_take_a_folder_by_name(tmp_path):
 def layer_rule(layer):
     from netdef.compiler.layers import registry
     return registry()[layer.type]
+
+
+def test_cli_feeds_train_and_test_input_layers_from_folders(tmp_path, monkeypatch, cli):
+    make_segmentation_folder(tmp_path / "seg", np.random.default_rng(6), count=3)
+    (tmp_path / "seg" / "val.txt").write_text("2\n")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "net.prototxt").write_text("""name: "tiny-seg"
+    layer { name: "in" type: "Input" top: "data" top: "label"
+      input_param { shape { dim: 1 dim: 3 dim: 6 dim: 8 } shape { dim: 1 dim: 1 dim: 6 dim: 8 } } }
+    layer { name: "score" type: "Convolution" bottom: "data" top: "score"
+      convolution_param { num_output: 3 kernel_size: 1 weight_filler { type: "xavier" } } }
+    layer { name: "loss" type: "SoftmaxWithLoss" bottom: "score" bottom: "label" top: "loss"
+      loss_param { ignore_label: 255 } }""")
+    (tmp_path / "solver.prototxt").write_text('net: "net.prototxt"\nbase_lr: 1e-4\n'
+                                              'lr_policy: "fixed"\nmax_iter: 2\ntest_iter: 1\n'
+                                              'test_interval: 1\nsnapshot_prefix: "out/s"\n')
+    code, _, err = cli("train", "solver.prototxt", "--data", "seg", "--test-data", "in=seg",
+                       "--mean", "0", "--no-progress")
+    assert code == 0, err
+    rows = (tmp_path / "out" / "s_test.csv").read_text().splitlines()
+    assert rows[0] == "iteration,test_net,output,value"
+    assert [row.split(",")[0] for row in rows[1:]] == ["0", "1", "2"]
