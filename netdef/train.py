@@ -37,6 +37,7 @@ PHASE_NAMES = {pb.TRAIN: "TRAIN", pb.TEST: "TEST"}
 class SolverFile:
     param: pb.SolverParameter
     path: str
+    warnings: list = field(default_factory=list)  # unknown fields, ignored
 
     def resolve(self, path: str) -> str:
         """Caffe resolves from the working directory; netdef then tries the solver's folder."""
@@ -74,7 +75,7 @@ def read_solver(source) -> SolverFile:
         problems.append(Problem(SolverError, "no net: give net, net_param, train_net or "
                                 "train_net_param", path))
     raise_if_problems(problems)
-    return SolverFile(param, path)
+    return SolverFile(param, path, [problem for _, problem in located if problem.warning])
 
 
 def _net_sources(solver: SolverFile) -> tuple:
@@ -320,6 +321,8 @@ class Trainer:
         stop = self.param.max_iter if max_iter is None else max_iter
         self._say(f"Solving {self.module.caffe_net.parsed.net.name or 'the net'}")
         self._say(f"Learning Rate Policy: {self.param.lr_policy}")
+        for warning in self.solver_file.warnings:
+            self._say(warning.format())
         with self._progress(stop) as bar:
             while self.iteration < stop:
                 if self._test_due():

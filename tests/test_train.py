@@ -187,3 +187,11 @@ def test_ddp_hunts_unused_parameters_only_when_a_learnable_misses_the_loss(workd
         (workdir / "n.prototxt").write_text(NET % {"batch": 4} + extra)
         trainer = make_trainer('net: "n.prototxt"\nbase_lr: 0.1\nlr_policy: "fixed"\n', log=False)
         assert all_reach_the_loss(trainer.train_net, trainer.solver.learnables) is expected
+
+
+def test_unknown_solver_fields_are_logged_not_fatal(workdir):
+    write_solver(4, max_iter=1, extra="device_idd: 0")
+    train("solver4.prototxt", progress=False)
+    log = open("out4/snap.log").read()
+    assert "solver4.prototxt:9: warning: unknown field 'device_idd' in SolverParameter" in log
+    assert "did you mean 'device_id'" in log
