@@ -153,6 +153,13 @@ def read_weights(path: str | os.PathLike) -> list[CaffeLayer]:
     return list(layers.values())
 
 
+def layer_key(name: str, seen: dict[str, int]) -> str:
+    """`name` for a layer name's first use, `name@k` for its k-th (read_weights' inverse);
+    `seen` counts uses across calls."""
+    seen[name] = seen.get(name, 0) + 1
+    return name if seen[name] == 1 else f"{name}@{seen[name]}"
+
+
 def _is_safetensors(path) -> bool:
     """A little-endian header length, then a JSON object."""
     try:

@@ -395,7 +395,7 @@ def _mean(text: str) -> tuple[float, ...]:
 
 def cmd_convert(args) -> int:
     from .compiler.safetensors_io import write_safetensors
-    from .compiler.weights import read_caffemodel
+    from .compiler.weights import layer_key, read_caffemodel
 
     if (args.convolutionalize or args.expand_score) and not args.net:
         raise UsageError("net surgery needs the target net: add --net NET.prototxt")
@@ -409,8 +409,7 @@ def cmd_convert(args) -> int:
         tensors, spans, seen = {}, {}, {}
         with open(args.weights, "rb") as source:
             for layer in read_caffemodel(args.weights):
-                seen[layer.name] = seen.get(layer.name, 0) + 1
-                key = layer.name if seen[layer.name] == 1 else f"{layer.name}@{seen[layer.name]}"
+                key = layer_key(layer.name, seen)
                 for index, (blob, span) in enumerate(zip(layer.blobs, layer.spans)):
                     tensors[f"{key}.{index}"] = blob
                     if span is not None:

@@ -39,11 +39,16 @@ class SourceContext:
     allow_python_layers: bool = False
 
     def resolve(self, path: str) -> str:
-        """Caffe reads paths from the working directory; netdef also tries the net's folder."""
-        if os.path.isabs(path) or os.path.exists(path) or not os.path.isfile(self.net_path):
-            return path
-        beside = os.path.join(os.path.dirname(os.path.abspath(self.net_path)), path)
-        return beside if os.path.exists(beside) else path
+        return resolve_near(path, self.net_path)
+
+
+def resolve_near(path: str, anchor: str) -> str:
+    """Caffe reads paths from the working directory; netdef then tries the folder of the
+    file that names them (`anchor`)."""
+    if os.path.isabs(path) or os.path.exists(path) or not os.path.isfile(anchor):
+        return path
+    beside = os.path.join(os.path.dirname(os.path.abspath(anchor)), path)
+    return beside if os.path.exists(beside) else path
 
 
 def data_error(message: str, where: str = "<data>", layer=None) -> DataError:
@@ -406,12 +411,22 @@ class PythonLayer(Source):
         self.instance.param_str = param.param_str
         self.instance.phase = 0 if self.ctx.phase == "TRAIN" else 1
         self.tops = [_Blob() for _ in self.layer.top]
-        self.instance.setup([], self.tops)
+        self._call("setup")
+
+    def _call(self, method: str) -> None:
+        """The user's method; what it raises becomes a DataError naming the class."""
+        try:
+            getattr(self.instance, method)([], self.tops)
+        except Exception as exc:  # the user's code: any failure is a failure of the data
+            param = self.layer.python_param
+            raise data_error(f"{param.module}.{param.layer}.{method} raised "
+                             f"{type(exc).__name__}: {exc}", self.ctx.net_path,
+                             self.layer) from None
 
     def batch(self, index):
         while self.read <= index:
-            self.instance.reshape([], self.tops)
-            self.instance.forward([], self.tops)
+            self._call("reshape")
+            self._call("forward")
             self.cache[self.read] = [np.array(top.data, np.float32) for top in self.tops]
             self.read += 1
             self.cache.pop(self.read - 64, None)  # ranks read nearby batches only

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .errors import Problem, SolverError
+from .errors import Problem, SolverError, raise_if_errors
 
 # ------------------------------------------------------------------ learning-rate policies
 
@@ -177,7 +177,7 @@ class Solver:
 
     def __post_init__(self):
         self.rule = UPDATE_RULES.get(solver_type(self.param))
-        raise_if_problems(check_solver(self.param))
+        raise_if_errors(check_solver(self.param))
         for item in self.learnables:
             self.history.setdefault(item.name, [torch.zeros_like(item.tensor)
                                                 for _ in range(self.rule.histories)])
@@ -261,7 +261,3 @@ def check_solver(param, path: str = "<solver>") -> list[Problem]:
         messages.append(f"regularization_type must be L1 or L2, not '{param.regularization_type}'")
     return [Problem(SolverError, message, path) for message in messages]
 
-
-def raise_if_problems(problems: list[Problem]) -> None:
-    if problems:
-        raise SolverError(problems=problems)

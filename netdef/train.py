@@ -24,12 +24,11 @@ import torch
 
 from .compiler.analysis import check_net
 from .compiler.textformat import parse_message
-from .data import SourceContext, data_error
+from .compiler.weights import layer_key
+from .data import SourceContext, resolve_near
 from .errors import DataError, Problem, SolverError, raise_if_errors
 from .proto import netdef_pb2 as pb
-from .solver import Learnable, Solver, check_solver, raise_if_problems, solver_type
-
-PHASE_NAMES = {pb.TRAIN: "TRAIN", pb.TEST: "TEST"}
+from .solver import Learnable, Solver, check_solver, solver_type
 
 
 # ------------------------------------------------------------------ the solver file
@@ -40,11 +39,7 @@ class SolverFile:
     warnings: list = field(default_factory=list)  # unknown fields, ignored
 
     def resolve(self, path: str) -> str:
-        """Caffe resolves from the working directory; netdef then tries the solver's folder."""
-        if os.path.isabs(path) or os.path.exists(path) or not os.path.isfile(self.path):
-            return path
-        beside = os.path.join(os.path.dirname(os.path.abspath(self.path)), path)
-        return beside if os.path.exists(beside) else path
+        return resolve_near(path, self.path)
 
     @property
     def snapshot_prefix(self) -> str:
@@ -74,19 +69,20 @@ def read_solver(source) -> SolverFile:
             or param.HasField("train_net_param")):
         problems.append(Problem(SolverError, "no net: give net, net_param, train_net or "
                                 "train_net_param", path))
-    raise_if_problems(problems)
+    raise_if_errors(problems)
     return SolverFile(param, path, [problem for _, problem in located if problem.warning])
 
 
 def _net_sources(solver: SolverFile) -> tuple:
     """(train net, [test nets]) as paths or text; test nets default to the training file."""
     param = solver.param
-    as_text = _net_text
     if param.train_net or param.HasField("train_net_param"):
-        train = solver.resolve(param.train_net) if param.train_net else as_text(param.train_net_param)
+        path, inline = param.train_net, param.train_net_param
     else:
-        train = solver.resolve(param.net) if param.net else as_text(param.net_param)
-    tests = [solver.resolve(p) for p in param.test_net] + [as_text(n) for n in param.test_net_param]
+        path, inline = param.net, param.net_param
+    train = solver.resolve(path) if path else _net_text(inline)
+    tests = [solver.resolve(p) for p in param.test_net]
+    tests += [_net_text(net) for net in param.test_net_param]
     if not tests and (param.net or param.HasField("net_param")):
         tests = [train] * len(param.test_iter)
     if len(tests) != len(param.test_iter):
@@ -106,14 +102,15 @@ class FedNet:
     """A lowered net, the sources feeding its data layers, and its loss weights."""
 
     module: object
-    feeds: list  # (Source, [placeholder names]) per data layer
+    feeds: list  # (Source, [placeholder names], layer index) per data layer
     loss_weights: dict[str, float]
     batches_read: int = 0
 
     def inputs(self, index: int, dtype, device) -> dict:
         blobs = {}
-        for source, names in self.feeds:
-            for name, array in zip(names, source.batch(index)):
+        for source, names, layer_index in self.feeds:
+            net = self.module.caffe_net
+            for name, array in zip(names, read_batch(source, index, net, net.layers[layer_index])):
                 tensor = torch.from_numpy(np.asarray(array))
                 if tensor.is_floating_point() and dtype is not None:
                     tensor = tensor.to(dtype)
@@ -142,7 +139,7 @@ def build_net(source, phase: str, *, ctx: SourceContext, state=None, data=None, 
         found = data.pop(layer.name, None) or next(
             (data.pop(top) for top in layer.param.top if top in data), None)
         if found is None:
-            found = _own_source(layer, ctx, fallback="" in data)
+            found = _own_source(net, layer, ctx, fallback="" in data)
         if found is None and "" in data:  # `--data DIR` without a layer name
             found = data.pop("")
         if found is None:
@@ -156,25 +153,40 @@ def build_net(source, phase: str, *, ctx: SourceContext, state=None, data=None, 
     raise_if_errors(problems)
     shapes = {}
     for layer, found in sources:
-        for top, array in zip(layer.param.top, found.batch(0)):
+        for top, array in zip(layer.param.top, read_batch(found, 0, net, layer)):
             shapes[top] = tuple(np.shape(array))
     module = load(source, weights, phase=phase, inputs=shapes, device=device, dtype=dtype,
                   seed=seed, **(surgery or {}))
     placeholders = iter(node.target for node in module.graph.nodes if node.op == "placeholder")
     names = {layer.index: [next(placeholders) for _ in layer.tops]
              for layer in module.caffe_net.layers if layer.rule.is_input}  # lower()'s order
-    feeds = [(found, names[layer.index]) for layer, found in sources]
+    feeds = [(found, names[layer.index], layer.index) for layer, found in sources]
     return FedNet(module, feeds, loss_weights(module.caffe_net))
 
 
-def _own_source(layer, ctx, fallback: bool):
+def _own_source(net, layer, ctx, fallback: bool):
     """The layer's own source; with a fallback at hand, one it cannot open is no error."""
     try:
         return layer.rule.data_source(layer.param, ctx)
-    except DataError:
+    except DataError as exc:
         if not fallback:
-            raise
+            raise located(exc, net, layer) from None
         return None
+
+
+def read_batch(source, index: int, net, layer) -> list:
+    try:
+        return source.batch(index)
+    except DataError as exc:
+        raise located(exc, net, layer) from None
+
+
+def located(error: DataError, net, layer) -> DataError:
+    """The error with each problem placed at the data layer's line (sources know files and
+    items, not where the net names them)."""
+    return DataError(problems=[problem if problem.line else
+                               net.problem(DataError, problem.message, layer)
+                               for problem in error.problems])
 
 
 def loss_weights(net) -> dict[str, float]:
@@ -198,8 +210,7 @@ def learnables(module) -> list[Learnable]:
     owners, result, problems, seen = {}, [], [], {}
     for index, target, blob_names in module.caffe_parameters:
         layer, submodule = net.layers[index], module.get_submodule(target)
-        seen[layer.name] = seen.get(layer.name, 0) + 1
-        key = layer.name if seen[layer.name] == 1 else f"{layer.name}@{seen[layer.name]}"
+        key = layer_key(layer.name, seen)
         specs = list(layer.param.param)
         for position, blob in enumerate(blob_names):
             tensor = submodule._parameters.get(blob)
@@ -457,9 +468,7 @@ def weight_tensors(module) -> dict:
     """Every blob of the net keyed `layer.blob` (`layer@k.blob` for repeated names)."""
     tensors, seen = {}, {}
     for index, target, names in module.caffe_parameters:
-        name = module.caffe_net.layers[index].name
-        seen[name] = seen.get(name, 0) + 1
-        key = name if seen[name] == 1 else f"{name}@{seen[name]}"
+        key = layer_key(module.caffe_net.layers[index].name, seen)
         submodule = module.get_submodule(target)
         for position, blob in enumerate(names):
             tensors[f"{key}.{position}"] = getattr(submodule, blob).detach().float().cpu()
@@ -525,13 +534,12 @@ def train(solver, *, max_iter: int | None = None, **options) -> Trainer:
 
 
 def make_trainer(solver, *, data=None, test_data=None, weights=None, resume=None, device="cpu",
-                 dtype=None,
-                 allow_python_layers: bool = False, seed: int | None = None, log: bool = True,
-                 progress: bool = True, surgery=None) -> Trainer:
+                 dtype=None, allow_python_layers: bool = False, seed: int | None = None,
+                 log: bool = True, progress: bool = True, surgery=None) -> Trainer:
     """A ready Trainer. `data` maps a data layer (or top) name to a netdef.data Source for
-    layers the file cannot feed (Input layers), `test_data` likewise for the TEST nets; `weights` initialises from a caffemodel or
-    safetensors file, with load()'s net surgery options in `surgery` (convolutionalize,
-    expand_score); `resume` continues from a `.solverstate.safetensors` snapshot."""
+    layers the file cannot feed (Input layers), `test_data` likewise for the TEST nets;
+    `weights` initialises from a caffemodel or safetensors file, with load()'s net surgery
+    options in `surgery` (convolutionalize, expand_score); `resume` continues from a `.solverstate.safetensors` snapshot."""
     solver_file = read_solver(solver)
     param = solver_file.param
     dist = Distributed.from_environment()
@@ -634,4 +642,4 @@ def read_state(path: str) -> tuple[dict, int, str]:
     return tensors, int(metadata["iter"]), weights
 
 
-__all__ = ["train", "make_trainer", "read_solver", "Trainer", "data_error"]
+__all__ = ["train", "make_trainer", "read_solver", "Trainer"]

@@ -8,6 +8,7 @@ import torch
 import netdef
 
 from .test_compile import zoo  # noqa: F401  (fixture)
+from .test_train import workdir  # noqa: F401  (fixture)
 from .conftest import ROOT
 from .test_layer_zoo import ZOO
 
@@ -78,19 +79,9 @@ def test_region_nms_takes_cuda_inputs():
 
 
 @cuda
-def test_training_on_cuda_follows_cpu(tmp_path, monkeypatch):
-    import h5py
-
+def test_training_on_cuda_follows_cpu(workdir):  # noqa: F811
     from netdef.train import train
-    from .test_train import NET
 
-    rng = np.random.default_rng(0)
-    with h5py.File(tmp_path / "d.h5", "w") as handle:
-        handle["data"] = rng.standard_normal((32, 2, 6, 6)).astype(np.float32)
-        handle["label"] = rng.integers(0, 3, 32).astype(np.float32)
-    (tmp_path / "list.txt").write_text("d.h5\n")
-    (tmp_path / "net4.prototxt").write_text(NET % {"batch": 4})
-    monkeypatch.chdir(tmp_path)
     solver = 'net: "net4.prototxt"\nbase_lr: 0.05\nlr_policy: "fixed"\nmomentum: 0.9\nmax_iter: 5\n'
     cpu = train(solver, log=False).module
     gpu = train(solver, device="cuda", log=False).module

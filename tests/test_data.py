@@ -202,3 +202,25 @@ def test_cli_feeds_train_and_test_input_layers_from_folders(tmp_path, monkeypatc
     rows = (tmp_path / "out" / "s_test.csv").read_text().splitlines()
     assert rows[0] == "iteration,test_net,output,value"
     assert [row.split(",")[0] for row in rows[1:]] == ["0", "1", "2"]
+
+
+def test_data_errors_point_at_the_data_layer(tmp_path, monkeypatch, cli):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    (tmp_path / "list.txt").write_text("missing.png 0\n")
+    (tmp_path / "broken.py").write_text("import caffe\nclass Broken(caffe.Layer):\n"
+                                        "    def setup(self, bottom, top):\n"
+                                        "        raise ValueError('no such split')\n")
+    nets = {"images.prototxt": ('layer { name: "d" type: "ImageData" top: "data" top: "label"\n'
+                                '  image_data_param { source: "list.txt" batch_size: 1 } }\n',
+                                "images.prototxt:1: layer 'd' (ImageData): cannot read image "
+                                "missing.png"),
+            "python.prototxt": ('# a user layer\nlayer { name: "p" type: "Python" top: "x"\n'
+                                '  python_param { module: "broken" layer: "Broken" } }\n',
+                                "python.prototxt:2: layer 'p' (Python): broken.Broken.setup "
+                                "raised ValueError: no such split")}
+    for name, (text, message) in nets.items():
+        (tmp_path / name).write_text(text)
+        (tmp_path / "s.prototxt").write_text(f'net: "{name}"\nbase_lr: 1\nlr_policy: "fixed"\n')
+        code, _, err = cli("train", "s.prototxt", "--allow-python-layers")
+        assert code == 1 and message in err and "Traceback" not in err, err
