@@ -16,6 +16,8 @@ from netdef.proto import netdef_pb2 as pb
 from .layers import LayerRule, registry
 from .parse import ParsedNet
 
+MAX_HINTS = 20  # did-you-mean suggestions for missing bottoms; each one compares every name
+
 
 @dataclass
 class Layer:
@@ -134,8 +136,9 @@ class _Builder:
             self.report_unknown_type(layer)
         for position, name in enumerate(param.bottom):
             self.connect_bottom(layer, position, name)
+        listed: set[str] = set()
         for position, name in enumerate(param.top):
-            self.connect_top(layer, position, name)
+            self.connect_top(layer, position, name, listed)
         if layer.rule is not None and layer.rule.is_input:
             net.input_blobs.extend(layer.tops)
 
@@ -155,13 +158,15 @@ class _Builder:
         self.net.blobs[blob_id].consumers.append(layer.index)
         self.net.graph.add_edge(("blob", blob_id), layer.node, position=position)
 
-    def connect_top(self, layer: Layer, position: int, name: str) -> None:
+    def connect_top(self, layer: Layer, position: int, name: str, listed: set[str]) -> None:
         net = self.net
-        if name in layer.param.top[:position]:
+        if name in listed:
             self.problems.append(net.problem(GraphError, f"top '{name}' is listed twice", layer,
                                              ("top", position)))
             return
-        in_place = position < len(layer.param.bottom) and layer.param.bottom[position] == name
+        listed.add(name)
+        bottoms = layer.param.bottom
+        in_place = position < len(bottoms) and bottoms[position] == name
         if name in self.current and not in_place:
             producer = net.blobs[self.current[name]].producer
             first = net.layers[producer] if producer is not None else None
@@ -186,12 +191,16 @@ class _Builder:
         for layer in self.net.layers:
             for name in layer.param.top:
                 produced_later.setdefault(name, layer)
+        cycles = self.cycle_groups() if self.unresolved else {}
+        hints = 0
         for layer, position, name in self.unresolved:
             producer = produced_later.get(name)
             if producer is None:
-                hint = did_you_mean(name, self.current)
+                hints += 1  # each hint scans every name: only the first few get one
+                hint = did_you_mean(name, self.current) if hints <= MAX_HINTS else ""
                 message = f"bottom '{name}' is not produced by any layer{hint}"
-            elif self.in_cycle(layer, producer):
+            elif cycles.get(layer.index) is not None and \
+                    cycles.get(layer.index) == cycles.get(producer.index):
                 message = (f"bottom '{name}' comes from layer '{producer.name}' (line "
                            f"{self.net.line_of(producer)}), which depends on this layer: a cycle")
             else:
@@ -199,14 +208,20 @@ class _Builder:
                            f"(line {self.net.line_of(producer)}); a layer must follow its inputs")
             self.problems.append(self.net.problem(GraphError, message, layer, ("bottom", position)))
 
-    def in_cycle(self, layer: Layer, producer: Layer) -> bool:
-        """Does `producer` (transitively) consume what `layer` produces, ignoring order?"""
+    def cycle_groups(self) -> dict[int, int]:
+        """Layer index -> its strongly connected component in the graph wired by names,
+        ignoring order: a layer and the producer of its bottom share one exactly when the
+        producer (transitively) reads what the layer makes."""
         by_name = nx.DiGraph()
         for node in self.net.layers:
+            by_name.add_node(node.index)
             for bottom in node.param.bottom:
                 by_name.add_edge(("blob", bottom), node.index)
             for top in node.param.top:
                 if top not in node.param.bottom:
                     by_name.add_edge(node.index, ("blob", top))
-        return by_name.has_node(layer.index) and by_name.has_node(producer.index) and \
-            nx.has_path(by_name, layer.index, producer.index)
+        groups = {}
+        for number, component in enumerate(nx.strongly_connected_components(by_name)):
+            if len(component) > 1:
+                groups.update((node, number) for node in component if isinstance(node, int))
+        return groups

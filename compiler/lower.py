@@ -38,10 +38,14 @@ def lower(net: Net) -> fx.GraphModule:
     values: dict[str, fx.Node] = {}  # blob id -> node
     names = Names()
     targets: list[tuple[int, str]] = []
+    input_names = {}
     for layer in net.layers:
         if layer.rule.is_input:
             for blob_id in layer.tops:
-                node = graph.placeholder(names.identifier(net.blobs[blob_id].name))
+                name = net.blobs[blob_id].name
+                node = graph.placeholder(names.identifier(name))
+                if node.name != name:
+                    input_names[name] = node.name
                 _annotate(net, node, layer)
                 values[blob_id] = node
             continue
@@ -49,7 +53,7 @@ def lower(net: Net) -> fx.GraphModule:
         if spec is None:
             continue
         attribute = names.identifier(layer.name)
-        root.add_module(attribute, spec.build())
+        root.add_module(attribute, _build(net, layer, spec))
         targets.append((layer.index, attribute))
         node = graph.call_module(attribute, tuple(values[b] for b in layer.bottoms))
         node.name = attribute
@@ -61,13 +65,56 @@ def lower(net: Net) -> fx.GraphModule:
                 item = graph.call_function(operator.getitem, (node, position))
                 values[blob_id] = item
     graph.output({net.blobs[b].name: values[b] for b in output_blobs(net)})
-    module = fx.GraphModule(root, graph, class_name=_class_name(net))
+    module = CaffeGraphModule(root, graph, class_name=_class_name(net))
     module.graph.lint()
+    module.caffe_input_names = input_names
     # (Caffe layer index, submodule name, its tensors in Caffe blob order), for weights
     module.caffe_parameters = [(index, target, specs[index].blobs) for index, target in targets
                                if specs[index].blobs]
     module.caffe_specs = {target: specs[index] for index, target in targets}
     return module
+
+
+def learned_bytes(net: Net, itemsize: int = 4) -> int:
+    """What the parameter-sized learned blobs (rule.weight_shapes) will take in memory."""
+    total = 0
+    for layer in net.layers:
+        bottoms = [net.blobs[b].shape for b in layer.bottoms]
+        if layer.rule is None or not bottoms or any(shape is None for shape in bottoms):
+            continue
+        total += sum(math.prod(shape) for shape in layer.rule.weight_shapes(layer.param, bottoms))
+    return total * itemsize
+
+
+def check_memory(net: Net) -> None:
+    """Refuse, before allocating, a net whose weights cannot fit in this machine's free memory."""
+    needed, available = learned_bytes(net), available_memory()
+    if available is not None and needed > available:
+        raise LoweringError(problems=[net.problem(
+            LoweringError, f"the net's weights need {needed / 2**30:.1f} GiB; this machine has "
+            f"{available / 2**30:.1f} GiB available (device='meta' builds the structure alone)")])
+
+
+def available_memory() -> int | None:
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+class CaffeGraphModule(fx.GraphModule):
+    """A GraphModule whose forward(**blobs) takes Caffe blob names, also those that are not
+    Python identifiers ('im-data' reaches the argument im_data)."""
+
+    def __call__(self, *args, **blobs):
+        renames = getattr(self, "caffe_input_names", None)
+        if renames:
+            blobs = {renames.get(name, name): value for name, value in blobs.items()}
+        return super().__call__(*args, **blobs)
 
 
 def module_specs(net: Net) -> tuple[dict[int, ModuleSpec | None], list[Problem]]:
@@ -87,7 +134,18 @@ def module_specs(net: Net) -> tuple[dict[int, ModuleSpec | None], list[Problem]]
             specs[layer.index] = layer.rule.lower(layer.param, ctx)
         except LoweringIssue as issue:
             problems.append(net.problem(LoweringError, str(issue), layer, issue.field_path))
+        except (ArithmeticError, ValueError, IndexError, TypeError) as exc:
+            # parameters the checks let through: still the user's file, never a traceback
+            problems.append(net.problem(LoweringError, f"cannot lower: {exc}", layer))
     return specs, problems
+
+
+def _build(net: Net, layer: Layer, spec: ModuleSpec) -> nn.Module:
+    try:
+        return spec.build()
+    except (ArithmeticError, ValueError, IndexError, TypeError, RuntimeError) as exc:
+        raise LoweringError(problems=[net.problem(LoweringError, f"cannot build "
+                                                  f"{spec.factory}: {exc}", layer)]) from None
 
 
 def output_blobs(net: Net) -> list[str]:
@@ -103,16 +161,25 @@ def _annotate(net: Net, node: fx.Node, layer: Layer) -> None:
     node.meta["caffe_line"] = net.line_of(layer)
 
 
+# Names a layer must not take: model.py's globals and forward's `self`, and attributes every
+# nn.Module already has ('forward', 'training', 'cuda'...).
+RESERVED = {"self", "torch", "nn", "netdef", "operator", "getitem", "SOURCE", "NET", "LAYERS",
+            "INPUT_NAMES", "load"}
+_MODULE_ATTRIBUTES = set(dir(nn.Module()))
+
+
 class Names:
-    """Python identifiers for Caffe names ('score-pool4' -> 'score_pool4'), unique."""
+    """ASCII Python identifiers for Caffe names ('score-pool4' -> 'score_pool4'), unique."""
 
     def __init__(self):
         self.used: set[str] = set()
 
     def identifier(self, name: str) -> str:
-        base = re.sub(r"\W", "_", name) or "layer"
+        base = re.sub(r"[^0-9A-Za-z_]", "_", name) or "layer"
         if base[0].isdigit() or keyword.iskeyword(base):
             base = "_" + base
+        while base in RESERVED or base in _MODULE_ATTRIBUTES or base.startswith("__"):
+            base = "L" + base if base.startswith("__") else "_" + base
         candidate, count = base, 1
         while candidate in self.used:
             count += 1
@@ -122,8 +189,9 @@ class Names:
 
 
 def _class_name(net: Net) -> str:
-    name = re.sub(r"\W", "", net.parsed.net.name.title()) or "Caffe"
-    return name if name[0].isalpha() else "Net" + name
+    name = re.sub(r"[^0-9A-Za-z]", "", net.parsed.net.name.title())[:64] or "Caffe"
+    name = name if name[0].isalpha() else "Net" + name
+    return "Net" + name if keyword.iskeyword(name) or name in RESERVED else name
 
 
 # ------------------------------------------------------------------ weights

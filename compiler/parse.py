@@ -82,7 +82,23 @@ def _parse_binary(content: bytes, path: str) -> pb.NetParameter:
         problem = Problem(PrototxtSyntaxError,
                           f"not a text prototxt, nor a valid binary NetParameter ({exc})", path)
         raise PrototxtSyntaxError(problems=[problem]) from None
+    problems = [Problem(PrototxtSyntaxError, f"{where}: {value!r} is not valid UTF-8 text", path)
+                for where, value in _undecodable_strings(net, "")]
+    raise_if_errors(problems)
     return net
+
+
+def _undecodable_strings(message, prefix: str):
+    """(field path, raw bytes) of every string field that is not UTF-8: protobuf hands
+    those over as bytes, which no later pass expects."""
+    for fd, value in message.ListFields():
+        values = value if fd.is_repeated else [value]
+        for index, item in enumerate(values):
+            where = f"{prefix}{fd.name}" + (f"[{index}]" if fd.is_repeated else "")
+            if fd.type == fd.TYPE_STRING and isinstance(item, bytes):
+                yield where, item
+            elif fd.message_type is not None:
+                yield from _undecodable_strings(item, where + ".")
 
 
 def _name_layer(net: pb.NetParameter, where: tuple, problem: Problem) -> Problem:

@@ -7,10 +7,17 @@ reported only where the shapes are known.
 """
 from __future__ import annotations
 
-from netdef.errors import Problem, ShapeError, UsageError, did_you_mean
+import math
+
+from netdef.errors import ParameterError, Problem, ShapeError, UsageError, did_you_mean
 
 from .ir import Layer, Net
 from .layers import ShapeIssue
+from .layers._base import fmt
+
+# Caffe's Blob::Reshape refuses a blob of more values (CHECK_LE(count_, INT_MAX)); it also
+# keeps every size netdef computes within what torch can allocate and index.
+MAX_BLOB_COUNT = 2**31 - 1
 
 
 def infer_shapes(net: Net, user_inputs: dict[str, tuple] | None = None) -> list[Problem]:
@@ -19,8 +26,10 @@ def infer_shapes(net: Net, user_inputs: dict[str, tuple] | None = None) -> list[
     problems: list[Problem] = []
     for layer in net.layers:
         shapes, problem = layer_top_shapes(net, layer, user_inputs)
+        problem = problem or size_problem(net, layer, shapes)
         if problem is not None:
             problems.append(problem)
+            shapes = [None] * len(layer.tops)
         for blob_id, shape in zip(layer.tops, shapes):
             net.blobs[blob_id].shape = tuple(shape) if shape is not None else None
     return problems
@@ -37,6 +46,32 @@ def check_user_inputs(net: Net, user_inputs: dict[str, tuple]) -> None:
             raise UsageError(f"--input {name}: dimensions must be positive integers, got {shape}")
 
 
+def size_problem(net: Net, layer: Layer, top_shapes: list) -> Problem | None:
+    """Blobs, learned or computed, that Caffe could not hold: a negative dimension, or more
+    than MAX_BLOB_COUNT values."""
+    named = [(f"top '{net.blobs[blob_id].name}'", shape, ShapeError)
+             for blob_id, shape in zip(layer.tops, top_shapes)]
+    bottoms = [net.blobs[blob_id].shape for blob_id in layer.bottoms]
+    if layer.rule is not None and bottoms and all(shape is not None for shape in bottoms):
+        try:
+            weights = layer.rule.weight_shapes(layer.param, bottoms)
+        except (ShapeIssue, ArithmeticError, ValueError, IndexError):
+            weights = []  # parameters the shape rule has already reported
+        named += [(f"learned blob {index}", shape, ParameterError)
+                  for index, shape in enumerate(weights)]
+    for what, shape, kind in named:
+        if shape is None:
+            continue
+        if any(dim < 0 for dim in shape):
+            return net.problem(kind, f"{what} would have shape {fmt(shape)}: dimensions cannot "
+                               "be negative", layer)
+        if math.prod(shape) > MAX_BLOB_COUNT:
+            return net.problem(kind, f"{what} would have shape {fmt(shape)}, "
+                               f"{math.prod(shape):.3g} values: more than Caffe's limit of "
+                               f"2^31 - 1 per blob", layer)
+    return None
+
+
 def layer_top_shapes(net: Net, layer: Layer, user_inputs) -> tuple[list, Problem | None]:
     unknown = [None] * len(layer.tops)
     rule = layer.rule
@@ -49,8 +84,11 @@ def layer_top_shapes(net: Net, layer: Layer, user_inputs) -> tuple[list, Problem
                       for blob_id, shape in zip(layer.tops, shapes)]
             return shapes + unknown[len(shapes):], None
         bottoms = [net.blobs[blob_id].shape for blob_id in layer.bottoms]
-        if len(bottoms) != len(layer.param.bottom) or any(shape is None for shape in bottoms):
-            return unknown, None
+        low, high = rule.bottoms
+        arity_ok = low <= len(bottoms) and (high is None or len(bottoms) <= high)
+        if not arity_ok or len(bottoms) != len(layer.param.bottom) or \
+                any(shape is None for shape in bottoms):
+            return unknown, None  # validate reports a wrong count of bottoms
         shapes = rule.top_shapes(layer.param, bottoms)
     except ShapeIssue as issue:
         return unknown, net.problem(issue.issue.kind, str(issue), layer, issue.issue.field)

@@ -31,7 +31,7 @@ _TOKEN = re.compile(
     (?P<newline>\n)
   | (?P<space>[ \t\r\f\v]+)
   | (?P<comment>\#[^\n]*)
-  | (?P<string>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')
+  | (?P<string>"[^"\\\n]*(?:\\.[^"\\\n]*)*"|'[^'\\\n]*(?:\\.[^'\\\n]*)*')
   | (?P<open_string>["'])
   | (?P<number>[-+]?(?:0[xX][0-9a-fA-F]+|(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)[fF]?)
   | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
@@ -386,7 +386,10 @@ def _convert_float(token: Token) -> float:
             return sign * _FLOAT_WORDS[word]
     if token.kind == "number":
         if _HEX.fullmatch(text):
-            return float(int(text, 16))
+            try:
+                return float(int(text, 16))
+            except OverflowError:  # beyond any double (> 2^1024)
+                raise ValueError(f"{token.text[:20]}... is out of range for a float") from None
         try:
             return float(text.rstrip("f"))
         except ValueError:
@@ -409,10 +412,15 @@ def _convert_int(token: Token, fd) -> int:
     return value
 
 
+# "unrolled" loops: a run of plain characters is one repeat, so a long string costs no
+# regex backtracking state per character (a 20 MB name stays a few times 20 MB)
+_QUOTED = re.compile(r'"([^"\\]*(?:\\.[^"\\]*)*)"|\'([^\'\\]*(?:\\.[^\'\\]*)*)\'', re.DOTALL)
+
+
 def _unescape(quoted_parts: str) -> bytes:
     """Decode one or more adjacent quoted strings (C escapes) to bytes."""
     out = bytearray()
-    for match in re.finditer(r'"((?:[^"\\]|\\.)*)"|\'((?:[^\'\\]|\\.)*)\'', quoted_parts):
+    for match in _QUOTED.finditer(quoted_parts):
         body = match.group(1) if match.group(1) is not None else match.group(2)
         try:
             out += codecs.escape_decode(body.encode("utf-8"))[0]

@@ -52,7 +52,7 @@ def analyze(source, inputs=None, *, phase: str = "TEST", strict: bool = False):
 
 def load(prototxt, weights=None, *, phase: str = "TEST", inputs=None, device="cpu", dtype=None,
          allow_python_layers: bool = False, seed: int = 0, convolutionalize: bool = False,
-         expand_score=()):
+         expand_score=(), literal_crops: bool = False):
     """The net as a torch.fx.GraphModule; `forward(**inputs)` returns {blob name: tensor}
     for the net's outputs. Weights come from a .caffemodel when given; `device="meta"`
     builds the structure alone. Parameters the caffemodel lacks get the prototxt's fillers
@@ -63,17 +63,22 @@ def load(prototxt, weights=None, *, phase: str = "TEST", inputs=None, device="cp
 
     Net surgery while binding: `convolutionalize` reshapes fully connected weights into
     convolutions of the same size; `expand_score` names layers that take a caffemodel
-    blob with fewer outputs into their leading outputs."""
+    blob with fewer outputs into their leading outputs.
+
+    Crop offsets written in crop_param are used as written; a Crop without crop_param gets
+    the offsets that align its bottoms, or BVLC's zeros with `literal_crops=True`."""
     import torch
 
     from .compiler.analysis import check_net
-    from .compiler.lower import apply_fillers, bind_weights, lower
+    from .compiler.lower import apply_fillers, bind_weights, check_memory, lower
     from .compiler.weights import read_weights
     from .errors import raise_if_errors
 
-    net, problems = check_net(prototxt, phase=phase, inputs=inputs)
+    net, problems = check_net(prototxt, phase=phase, inputs=inputs, solve_crops=not literal_crops)
     raise_if_errors(problems)
     caffe_layers = read_weights(weights) if weights is not None else None
+    if str(device) != "meta":
+        check_memory(net)
     with torch.device("meta") if str(device) == "meta" else _no_context():
         module = lower(net)  # allow_python_layers: reserved; Python tops are inputs
     if str(device) != "meta":

@@ -127,8 +127,8 @@ class Split(nn.Module):
         super().__init__()
         self.count = count
 
-    def forward(self, x):
-        return (x,) * self.count
+    def forward(self, x):  # one top: the tensor itself, as every one-top module returns
+        return x if self.count == 1 else (x,) * self.count
 
 
 class Slice(nn.Module):
@@ -137,7 +137,8 @@ class Slice(nn.Module):
         self.axis, self.sizes = axis, list(sizes)
 
     def forward(self, x):
-        return tuple(torch.split(x, self.sizes, self.axis))
+        parts = torch.split(x, self.sizes, self.axis)
+        return parts[0] if len(parts) == 1 else tuple(parts)
 
 
 class Crop(nn.Module):
@@ -536,7 +537,7 @@ class ArgMax(nn.Module):
         if self.axis is not None:
             values, indices = x.topk(self.top_k, self.axis)
             return values if self.out_max_val else indices.to(x.dtype)
-        values, indices = x.flatten(1).topk(self.top_k, 1)
+        values, indices = x.reshape(x.shape[0], -1).topk(self.top_k, 1)
         parts = [indices.to(x.dtype)] + ([values] if self.out_max_val else [])
         return torch.stack(parts, 1)
 

@@ -69,6 +69,12 @@ class LayerRule:
         """Shapes of the tops given the bottoms' (Caffe's Reshape)."""
         raise NotImplementedError
 
+    def weight_shapes(self, layer, bottoms: list[Shape]) -> list[Shape]:
+        """Shapes of the learned blobs whose size the parameters choose (num_output, kernels,
+        input_dim), so the checks can refuse a file that asks for terabytes before anything is
+        allocated. Blobs sized by a bottom's channels need not be listed: blobs are bounded."""
+        return []
+
     def spatial_map(self, layer, ctx) -> list:
         """Each top's field (see _spatial): by default the receptive field ends,
         since a layer not known to keep positions may mix all of them."""

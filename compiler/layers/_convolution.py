@@ -58,6 +58,12 @@ class ConvolutionLike(LayerRule):
     def out_channels(self, param, channels: int, window: Window) -> int:
         return param.num_output
 
+    def weight_shapes(self, layer, bottoms):
+        param = layer.convolution_param
+        channels, group = bottoms[0][param.axis % len(bottoms[0])], max(param.group, 1)
+        kernel = conv_window(param, len(bottoms[0]) - 2).kernel
+        return [(param.num_output, channels // group) + tuple(kernel), (param.num_output,)]
+
     def spatial_map(self, layer, ctx):
         param = layer.convolution_param
         if param.axis != 1:  # channels elsewhere: the spatial axes are not the image's

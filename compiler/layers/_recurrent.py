@@ -44,6 +44,10 @@ class RecurrentRule(LayerRule):
                                                    + position))
         return [sequence[:2] + (outputs,)] + [state] * self._exposed(layer)
 
+    def weight_shapes(self, layer, bottoms):
+        outputs = layer.recurrent_param.num_output
+        return [(self.gates * outputs, count(bottoms[0], 2)), (self.gates * outputs, outputs)]
+
     def _exposed(self, layer) -> int:
         return self.states if layer.recurrent_param.expose_hidden else 0
 

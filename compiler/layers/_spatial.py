@@ -22,6 +22,10 @@ from typing import Callable, Iterable
 Support = tuple[Fraction, Fraction] | None  # (lo, hi) around the unit's centre; None: no input
 
 MAX_PERIOD = 512  # beyond it a pattern collapses to its envelope (an upper bound)
+# Exact phase tracking costs (output phases) x (input units read per phase); past this budget
+# the input collapses to its envelope first, so no parameter value (a kernel or a zoom of
+# 10^6) makes the pass loop that many times.
+MAX_WORK = 8192
 
 
 @dataclass(frozen=True)
@@ -51,24 +55,35 @@ class AxisMap:
         extent = dilation * (kernel - 1) + 1
         new_stride = self.stride * stride
         new_offset = self.offset + self.stride * (Fraction(extent - 1, 2) - pad)
-        if self.period == 1 and self.support[0] is not None:  # the common case, in closed form
-            half = self.stride * Fraction(extent - 1, 2)
-            lo, hi = self.support[0]
-            return AxisMap(new_stride, new_offset, ((lo - half, hi + half),))
         period = self.period // math.gcd(self.period, stride)
-        return self._derive(new_stride, new_offset, period,
-                            lambda a: (a * stride - pad + j * dilation for j in range(kernel)))
+        base = self if period * min(kernel, 2 * self.period) <= MAX_WORK else self._enveloped()
+        if base.period == 1:  # the common case, in closed form
+            if base.support[0] is None:
+                return AxisMap(new_stride, new_offset, (None,))
+            half = self.stride * Fraction(extent - 1, 2)
+            lo, hi = base.support[0]
+            return AxisMap(new_stride, new_offset, ((lo - half, hi + half),))
+        taps = _ends(range(kernel), base.period)
+        return base._derive(new_stride, new_offset, period,
+                            lambda a: (a * stride - pad + j * dilation for j in taps))
 
     def transposed_window(self, kernel: int, stride: int, pad: int, dilation: int = 1) -> "AxisMap":
         """Deconvolution: output o receives input i wherever o + p - i*s = j*d, j < k."""
         extent = dilation * (kernel - 1) + 1
         new_stride = self.stride / stride
         new_offset = self.offset - new_stride * (Fraction(extent - 1, 2) - pad)
+        base = self._enveloped() if stride * self.period > MAX_PERIOD or \
+            stride * self.period * min(kernel, 2 * self.period) > MAX_WORK else self
+        if stride * base.period > MAX_PERIOD:  # every tap j sits (e-1)/2 - j*d outputs away
+            reach = new_stride * Fraction(extent - 1, 2)
+            return base._widened(new_stride, new_offset, -reach, reach)
+        step = stride // math.gcd(dilation, stride)  # taps that reach one output phase
 
         def sources(o):
-            return ((o + pad - j * dilation) // stride for j in range(kernel)
-                    if (o + pad - j * dilation) % stride == 0)
-        base = self._enveloped(stride)
+            first = next((j for j in range(min(step, kernel)) if (o + pad - j * dilation) % stride == 0),
+                         None)
+            taps = _ends(range(first, kernel, step), base.period) if first is not None else ()
+            return ((o + pad - j * dilation) // stride for j in taps)
         return base._derive(new_stride, new_offset, stride * base.period, sources)
 
     def shifted(self, units: int) -> "AxisMap":
@@ -78,7 +93,13 @@ class AxisMap:
     def resampled(self, ratio: Fraction, start: Fraction) -> "AxisMap":
         """Linear interpolation: output o reads input position start + o*ratio."""
         ratio, start = Fraction(ratio), Fraction(start)
-        base = self._enveloped(ratio.denominator)
+        base = self._enveloped() if ratio.denominator * self.period > MAX_PERIOD else self
+        if ratio.denominator * base.period > MAX_PERIOD:
+            # unit floor(q) sits frac(q) strides before position q, unit floor(q) + 1 after it
+            smallest, largest = _fractions(start, ratio)
+            after = 1 - smallest if smallest is not None else Fraction(0)
+            return base._widened(self.stride * ratio, self.offset + start * self.stride,
+                                 -largest * self.stride, after * self.stride)
 
         def sources(o):
             position = start + o * ratio
@@ -110,19 +131,28 @@ class AxisMap:
                             if spans else None)
         return AxisMap(stride, offset, _shortest_period(patterns))
 
-    def _enveloped(self, growth: int) -> "AxisMap":
-        """Self, or its one-phase envelope when the period would grow past MAX_PERIOD."""
-        if self.period * growth <= MAX_PERIOD:
-            return self
+    def _enveloped(self) -> "AxisMap":
+        """Self with one phase: the hull of every phase's support (an upper bound)."""
         spans = [s for s in self.support if s is not None]
         if not spans:
             return AxisMap(self.stride, self.offset, (None,))
         return AxisMap(self.stride, self.offset,
                        ((min(lo for lo, _ in spans), max(hi for _, hi in spans)),))
 
+    def _widened(self, stride: Fraction, offset: Fraction, before: Fraction,
+                 after: Fraction) -> "AxisMap":
+        """A one-phase map whose units read this (one-phase) map's units from `before` to
+        `after` input pixels around their centres."""
+        if self.support[0] is None:
+            return AxisMap(stride, offset, (None,))
+        lo, hi = self.support[0]
+        return AxisMap(stride, offset, ((lo + before, hi + after),))
+
     def union(self, other: "AxisMap") -> "AxisMap":
         """Supports of two aligned maps joined phase by phase."""
         period = math.lcm(self.period, other.period)
+        if period > MAX_PERIOD:
+            return self._enveloped().union(other._enveloped())
         joined = []
         for phase in range(period):
             spans = [s for s in (self.support[phase % self.period],
@@ -132,6 +162,26 @@ class AxisMap:
 
     def to_json(self) -> tuple:
         return self.size, number(self.stride), number(self.offset)
+
+
+def _ends(taps: range, count: int) -> range | list:
+    """The first and last `count` of `taps`: with an input of period `count`, the others repeat
+    phases of these at positions in between, so they never hold a unit's extremes."""
+    if len(taps) <= 2 * count:
+        return taps
+    return list(taps[:count]) + list(taps[-count:])
+
+
+def _fractions(start: Fraction, ratio: Fraction) -> tuple[Fraction | None, Fraction]:
+    """(smallest non-zero or None, largest) fractional part of start + o*ratio over o >= 0.
+    With D the common denominator, the numerators mod D are r + t*D/den for t < den."""
+    den = ratio.denominator
+    common = math.lcm(den, start.denominator)
+    step = common // den
+    residue = (start.numerator * (common // start.denominator)) % step
+    smallest = residue if residue else (step if den > 1 else None)
+    largest = residue + (den - 1) * step
+    return (Fraction(smallest, common) if smallest is not None else None), Fraction(largest, common)
 
 
 def _shortest_period(patterns: list) -> tuple:

@@ -20,5 +20,10 @@ class BatchNorm(PointwiseRule):
         param = layer.batch_norm_param
         global_stats = param.use_global_stats if param.HasField("use_global_stats") else None
         return runtime("CaffeBatchNorm", ("mean", "variance", "scale_factor"),
-                       channels=ctx.bottom_shapes[0][1], eps=param.eps,
+                       channels=_channels(ctx.bottom_shapes[0]), eps=param.eps,
                        use_global_stats=global_stats, momentum=param.moving_average_fraction)
+
+
+def _channels(shape) -> int:
+    """Caffe's rule: a 1-axis blob is one channel."""
+    return shape[1] if len(shape) > 1 else 1

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from ._base import register
+from ._base import ShapeIssue, fmt, register
 from ._pointwise import PointwiseRule
 from ._lowering import runtime
 
@@ -11,6 +11,11 @@ class BN(PointwiseRule):
     description = "dialect (PSPNet): batch normalisation fused with a per-channel scale and shift"
     family = "norm"
     params = ("bn_param",)
+
+    def top_shapes(self, layer, bottoms):
+        if len(bottoms[0]) < 2:
+            raise ShapeIssue(f"needs a channel axis (N x C x ...), got a {fmt(bottoms[0])} blob")
+        return [bottoms[0]]
 
     def lower(self, layer, ctx):
         return runtime("BN", ("scale", "shift", "mean", "variance"),

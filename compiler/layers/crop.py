@@ -101,7 +101,10 @@ class Crop(LayerRule):
     def lower(self, layer, ctx):
         ndim = len(ctx.bottom_shapes[0])
         axis = layer.crop_param.axis % ndim
-        offsets = ctx.solution.get("offset") or written_offsets(layer.crop_param, ndim - axis)
+        # written offsets are Caffe's, right or wrong (the check warns); solved ones only
+        # stand in for a crop_param the file lacks
+        solved = None if layer.HasField("crop_param") else ctx.solution.get("offset")
+        offsets = solved or written_offsets(layer.crop_param, ndim - axis)
         return runtime("Crop", axis=axis, offsets=tuple(offsets))
 
 

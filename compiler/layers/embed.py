@@ -21,6 +21,9 @@ class Embed(LayerRule):
     def top_shapes(self, layer, bottoms):
         return [bottoms[0] + (layer.embed_param.num_output,)]
 
+    def weight_shapes(self, layer, bottoms):
+        return [(layer.embed_param.input_dim, layer.embed_param.num_output)]
+
     def lower(self, layer, ctx):
         param = layer.embed_param
         return runtime("Embed", ("weight", "bias") if param.bias_term else ("weight",),

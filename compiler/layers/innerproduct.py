@@ -25,6 +25,10 @@ class InnerProduct(LayerRule):
         axis = canonical_axis(param.axis, len(bottoms[0]), _P + ("axis",))
         return [bottoms[0][:axis] + (param.num_output,)]
 
+    def weight_shapes(self, layer, bottoms):
+        param = layer.inner_product_param
+        return [(param.num_output, count(bottoms[0], param.axis % len(bottoms[0])))]
+
     def summary(self, layer):
         return str(layer.inner_product_param.num_output)
 

@@ -15,6 +15,9 @@ class Log(PointwiseRule):
         base = layer.log_param.base
         if base != -1 and base <= 0:
             yield Issue(f"base must be -1 (for e) or positive, got {base:g}", ("log_param", "base"))
+        elif base == 1:  # Caffe divides by log(1) = 0 and computes infinities
+            yield Issue("base 1 has no logarithm (log(1) = 0); use -1 for e or another base",
+                        ("log_param", "base"))
 
     def lower(self, layer, ctx):
         param = layer.log_param

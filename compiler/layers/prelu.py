@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from ._base import register
+from ._base import ShapeIssue, fmt, register
 from ._pointwise import PointwiseRule
 from ._lowering import torch_nn
 
@@ -10,6 +10,11 @@ class PReLU(PointwiseRule):
     type_name = "PReLU"
     description = "ReLU with a learned negative slope per channel (or one shared)"
     params = ("prelu_param",)
+
+    def top_shapes(self, layer, bottoms):
+        if len(bottoms[0]) < 2:  # Caffe: CHECK_GE(num_axes, 2)
+            raise ShapeIssue(f"needs a channel axis (N x C x ...), got a {fmt(bottoms[0])} blob")
+        return [bottoms[0]]
 
     def lower(self, layer, ctx):
         channels = 1 if layer.prelu_param.channel_shared else ctx.bottom_shapes[0][1]
