@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import subprocess
+import unicodedata
 
 from netdef.errors import UsageError
 
@@ -90,8 +91,8 @@ def layer_label(layer: Layer, in_place: list[Layer]) -> str:
         summary = rule.summary(member.param) if rule else ""
         summary = ", ".join(filter(None, [summary, *(f"{key} {_values(value)} (solved)"
                                                      for key, value in member.solution.items())]))
-        name = html.escape(member.name)
-        kind = html.escape(member.type)
+        name = html.escape(_visible(member.name))
+        kind = html.escape(_visible(member.type))
         if main:
             text = f"<B>{name}</B><BR/>{kind}"
             if summary:
@@ -138,7 +139,13 @@ def _values(values) -> str:
 
 
 def _quote(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"')
+    return _visible(text).replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _visible(text: str) -> str:
+    """Control characters as \\xNN text: SVG (XML) cannot hold most of them, and dot refuses
+    them in HTML labels."""
+    return "".join(f"\\x{ord(c):02x}" if unicodedata.category(c) == "Cc" else c for c in text)
 
 
 def _layer_id(layer: Layer) -> str:

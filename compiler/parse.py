@@ -9,6 +9,7 @@ from google.protobuf.message import DecodeError
 from netdef.errors import NetdefError, Problem, PrototxtSyntaxError, raise_if_errors
 from netdef.proto import netdef_pb2 as pb
 
+from .sidefiles import read_bounded
 from .textformat import SourceMap, parse_message
 from .upgrade import net_format, upgrade
 
@@ -37,10 +38,7 @@ def read_source(source) -> tuple[bytes | str, str]:
     if isinstance(source, os.PathLike) or ("\n" not in source and "{" not in source):
         path = os.fspath(source)
         try:
-            if os.path.getsize(path) > MAX_FILE_BYTES:
-                raise NetdefError(f"{path}: file is larger than {MAX_FILE_BYTES} bytes")
-            with open(path, "rb") as handle:
-                return handle.read(), path
+            return read_bounded(path, MAX_FILE_BYTES), path
         except OSError as exc:
             raise NetdefError(f"{path}: cannot read: {exc.strerror or exc}") from None
     return source, "<string>"

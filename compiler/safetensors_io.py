@@ -35,7 +35,7 @@ def write_safetensors(path, tensors: dict, spans: dict[str, FileSpan] | None = N
             if name in spans:
                 handle.flush()
                 _copy_range(spans[name], handle.fileno())
-            else:
+            elif array.size:
                 handle.write(memoryview(np.ascontiguousarray(array, dtype="<f4")).cast("B"))
             progress.update(array.size * 4)
 

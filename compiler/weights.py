@@ -14,6 +14,7 @@ double_data 8 (double).
 """
 from __future__ import annotations
 
+import math
 import mmap
 import os
 import re
@@ -22,6 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from netdef.errors import Problem, WeightError
+
+from .sidefiles import MAX_SIDE_FILE_BYTES, read_bounded
 
 VARINT, FIXED64, DELIMITED, START_GROUP, END_GROUP, FIXED32 = 0, 1, 2, 3, 4, 5
 
@@ -142,8 +145,8 @@ def read_weights(path: str | os.PathLike) -> list[CaffeLayer]:
         raise _error(os.fspath(path), f"not a readable safetensors file: {exc}") from None
     layers: dict[str, CaffeLayer] = {}
     for key, array in tensors.items():
-        layer_key, _, index = key.rpartition(".")
-        if not layer_key or not index.isdigit():
+        layer_key, dot, index = key.rpartition(".")
+        if not dot or not index.isdigit():  # an empty layer key is a layer named 
             raise _error(os.fspath(path), f"tensor '{key}' is not named layer.blob")
         layer = layers.setdefault(layer_key, CaffeLayer(re.sub(r"@\d+$", "", layer_key), ""))
         layer.blobs.append((int(index), array))
@@ -170,11 +173,10 @@ def _is_safetensors(path) -> bool:
     return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < 1 << 30
 
 
-def read_blob_file(path: str) -> np.ndarray:
-    """One BlobProto file (a .binaryproto: mean images, infogain matrices)."""
-    with open(path, "rb") as handle:
-        data = handle.read()
-    return _blob(Reader(memoryview(data)))
+def read_blob_file(path: str, limit: int = MAX_SIDE_FILE_BYTES) -> np.ndarray:
+    """One BlobProto file (a .binaryproto: mean images, infogain matrices), of at most
+    `limit` bytes; OSError for an unreadable, oversized or non-regular file."""
+    return _blob(Reader(memoryview(read_bounded(path, limit))))
 
 
 def _inside(blob: np.ndarray, base: int, size: int) -> bool:
@@ -186,16 +188,40 @@ def parse_layers(buffer) -> list[CaffeLayer]:
     while not reader.at_end():
         number, wire_type = reader.key()
         if number == 100 and wire_type == DELIMITED:
-            layers.append(_layer(reader.sub(), name=1, type_=2, blobs=7))
+            layers.append(_located(reader, lambda sub, layer: _layer(sub, 1, 2, 7, layer)))
         elif number == 2 and wire_type == DELIMITED:
-            layers.append(_v1_layer(reader.sub()))
+            layers.append(_located(reader, _v1_layer))
         else:
             reader.skip(wire_type)
     return [layer for layer in layers if layer.blobs]
 
 
-def _layer(reader: Reader, name: int, type_: int, blobs: int) -> CaffeLayer:
+def _located(reader: Reader, parse) -> CaffeLayer:
+    """One layer message parsed by `parse(sub_reader, layer)`; a damaged or cut-off layer
+    gives a WireError naming the layer and the blob being read, not just a byte offset."""
+    length = reader.varint()
+    start, end = reader.position, reader.position + length
+    cut = end > reader.end  # the file ends inside this layer: read what is there
+    reader.position = min(end, reader.end)
     layer = CaffeLayer("", "")
+    try:
+        parse(Reader(reader.buffer, start, reader.position), layer)
+    except WireError as exc:
+        where = f"layer '{layer.name}' ({layer.type or 'no type'}), blob {len(layer.blobs)}"
+        if cut:
+            raise WireError(f"the file ends (at byte {reader.end}) inside {where}: it is "
+                            "truncated") from None
+        raise WireError(f"{where}: {exc}") from None
+    if cut:
+        raise WireError(f"the file ends (at byte {reader.end}) inside layer '{layer.name}' "
+                        f"({layer.type or 'no type'}), after its {len(layer.blobs)} blob(s): "
+                        "it is truncated")
+    return layer
+
+
+def _layer(reader: Reader, name: int, type_: int, blobs: int,
+           layer: CaffeLayer | None = None) -> CaffeLayer:
+    layer = layer if layer is not None else CaffeLayer("", "")
     while not reader.at_end():
         number, wire_type = reader.key()
         if number == name and wire_type == DELIMITED:
@@ -209,8 +235,7 @@ def _layer(reader: Reader, name: int, type_: int, blobs: int) -> CaffeLayer:
     return layer
 
 
-def _v1_layer(reader: Reader) -> CaffeLayer:
-    layer = CaffeLayer("", "")
+def _v1_layer(reader: Reader, layer: CaffeLayer) -> CaffeLayer:
     while not reader.at_end():
         number, wire_type = reader.key()
         if number == 4 and wire_type == DELIMITED:
@@ -258,7 +283,7 @@ def _blob(reader: Reader) -> np.ndarray:
         else np.zeros(0, np.float32)
     if shape is None:
         shape = tuple(legacy.get(i, 1) for i in (1, 2, 3, 4)) if legacy else (data.size,)
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)  # Python integers: dims near 2^64 cannot wrap around to match
     if count != data.size:
         raise WireError(f"a blob of shape {'x'.join(map(str, shape))} holds {data.size} values, "
                         f"not {count}")

@@ -1,4 +1,6 @@
-"""The `netdef` command line. Exit codes: 0 ok, 1 a problem in the user's files, 2 bad usage."""
+"""The `netdef` command line. Exit codes: 0 ok; 1 a problem in a file the user named (including
+one that cannot be read: missing, unreadable, not a regular file) or, last resort, a bug in
+netdef, reported in one line; 2 bad usage of the command line itself."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +9,7 @@ import os
 import sys
 import traceback
 
-from .errors import NetdefError, UsageError
+from .errors import DataError, NetdefError, UsageError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -140,6 +142,10 @@ def _train_arguments(train) -> None:
     train.add_argument("--allow-python-layers", action="store_true",
                        help="import the user's Python data layers (runs their code)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--snapshot-prefix", metavar="PREFIX",
+                       help="write snapshots and logs here instead of the solver's "
+                            "snapshot_prefix (which, as in Caffe, is relative to the working "
+                            "directory)")
     _surgery_arguments(train)
 
 
@@ -150,10 +156,15 @@ def _surgery_arguments(sub) -> None:
                               "(FCN's fc6/fc7 transplant)")
     surgery.add_argument("--expand-score", action="append", default=[], metavar="LAYER",
                          help="LAYER takes a blob with fewer outputs into its leading outputs")
+    if not any(action.dest == "literal_crops" for action in sub._actions):
+        sub.add_argument("--literal-crops", action="store_true",
+                         help="a Crop without crop_param crops at offset 0 (BVLC) instead of "
+                              "aligning")
 
 
 def _surgery(args) -> dict:
-    return dict(convolutionalize=args.convolutionalize, expand_score=args.expand_score)
+    return dict(convolutionalize=args.convolutionalize, expand_score=args.expand_score,
+                literal_crops=getattr(args, "literal_crops", False))
 
 
 def _report_binding(module) -> None:
@@ -236,6 +247,7 @@ def cmd_draw(args) -> int:
     from .compiler.draw import FORMATS, render, to_dot
     from .errors import raise_if_errors
 
+    _refuse_overwriting(args.output, args.net)
     fmt = os.path.splitext(args.output)[1].lstrip(".").lower()
     if fmt not in FORMATS:
         raise UsageError(f"cannot tell the format of {args.output!r}: use one of "
@@ -253,7 +265,7 @@ def cmd_compile(args) -> int:
 
     written = compile_net(args.net, args.output, weights=args.weights, inputs=dict(args.input),
                           phase=args.phase, fmt=args.format, on_load=_report_binding,
-                          **_surgery(args))
+                          **_surgery(args))  # carries --literal-crops
     print(f"{args.net}: compiled to {args.output}/: " + ", ".join(written))
     return 0
 
@@ -266,15 +278,18 @@ def cmd_run(args) -> int:
     from .images import is_image, write_image
     from .proposals import capture
 
+    _refuse_overwriting(args.out, args.net, args.weights, *(path for _, path in args.input))
+    _check_device(args.device)
     feeds = {name: _read_input(name, path, args.mean) for name, path in args.input}
     module = load(args.net, args.weights, phase=args.phase, device=args.device,
                   inputs={name: value.shape for name, value in feeds.items()}, **_surgery(args))
     _report_binding(module)
+    layers = module  # the nn.Module whose layers capture() watches, compiled or not
     if args.fast:
         from .fast import fast
         module = fast(module)
     size = next(iter(feeds.values())).shape[-2:]
-    with torch.no_grad(), capture(module, tuple(size)) as proposals:
+    with torch.no_grad(), capture(layers, tuple(size)) as proposals:
         outputs = module(**{name: torch.from_numpy(value).to(args.device)
                             for name, value in feeds.items()})
     arrays = {name: value.detach().cpu().numpy() for name, value in outputs.items()}
@@ -378,9 +393,33 @@ def _read_input(name: str, path: str, mean: tuple):
             return read_image(path, mean)
         if path.endswith(".npy"):
             return np.load(path, allow_pickle=False).astype(np.float32)
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"--input {name}: cannot read {path}: {exc}") from None
+    except (OSError, ValueError) as exc:  # a file that cannot be read: exit 1, as for a net
+        raise DataError(f"--input {name}: cannot read {path}: {exc}") from None
     raise UsageError(f"--input {name}: give a .npy array or an image, not {path!r}")
+
+
+def _check_device(device: str) -> None:
+    """A clear usage error for a device this machine does not have, before any work."""
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError) as exc:
+        raise UsageError(f"--device {device}: {exc}") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: this machine has no CUDA device (torch "
+                         f"{torch.__version__}); use --device cpu")
+
+
+def _refuse_overwriting(output, *inputs) -> None:
+    """Refuse, before writing anything, an output that is one of the inputs (convert W -o W
+    would truncate the file it is still reading)."""
+    if not output:
+        return
+    for source in inputs:
+        if source and os.path.exists(source) and os.path.exists(output) and \
+                os.path.samefile(source, output):
+            raise UsageError(f"the output {output} is the input {source}; write elsewhere")
 
 
 def _mean(text: str) -> tuple[float, ...]:
@@ -397,8 +436,9 @@ def cmd_convert(args) -> int:
     from .compiler.safetensors_io import write_safetensors
     from .compiler.weights import layer_key, read_caffemodel
 
-    if (args.convolutionalize or args.expand_score) and not args.net:
+    if (args.convolutionalize or args.expand_score or args.literal_crops) and not args.net:
         raise UsageError("net surgery needs the target net: add --net NET.prototxt")
+    _refuse_overwriting(args.output, args.weights, args.net)
     if args.net:
         from . import load
         module = load(args.net, args.weights, **_surgery(args))
@@ -415,7 +455,7 @@ def cmd_convert(args) -> int:
                     if span is not None:
                         spans[f"{key}.{index}"] = (source.fileno(), *span)
             write_safetensors(args.output, tensors, spans)
-    total = sum(int(getattr(t, "nbytes", 0) or t.numel() * 4) for t in tensors.values())
+    total = sum(4 * (t.numel() if hasattr(t, "numel") else t.size) for t in tensors.values())
     print(f"{args.weights}: {len(tensors)} tensors, {total / 1e6:.1f} MB written to {args.output}")
     return 0
 
@@ -432,6 +472,7 @@ def cmd_upgrade(args) -> int:
             print(change)
     else:
         parsed = parse_net(args.net)
+    _refuse_overwriting(args.output, args.net)
     if parsed.binary:
         data = parsed.net.SerializeToString()
     else:
@@ -449,13 +490,14 @@ def cmd_train(args) -> int:
 
     if args.nproc < 1:
         raise UsageError("--nproc must be at least 1")
+    _check_device(args.device)
     if args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         return spawn_workers(_without_nproc(args.argv), args.nproc)
     train(args.solver, data=_folders(args.data, args.split, args),
           test_data=_folders(args.test_data, args.test_split, args), weights=args.weights,
           resume=args.resume, device=args.device, max_iter=args.max_iter, seed=args.seed,
           allow_python_layers=args.allow_python_layers, progress=not args.no_progress,
-          surgery=_surgery(args))
+          surgery=_surgery(args), snapshot_prefix=args.snapshot_prefix)
     return 0
 
 
@@ -498,8 +540,9 @@ COMMANDS = {"check": cmd_check, "info": cmd_info, "draw": cmd_draw, "compile": c
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("NETDEF_DEBUG") == "1"
+    argv = [arg for arg in argv if arg != "--debug"]  # accepted before or after the command
     try:
         args = build_parser().parse_args(argv)
         args.argv = list(argv)
@@ -518,4 +561,10 @@ def main(argv=None) -> int:
         if debug:
             traceback.print_exc()
         print(f"netdef: error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001  a bug in netdef: one line, the traceback on demand
+        if debug:
+            traceback.print_exc()
+        print(f"netdef: internal error: {type(exc).__name__}: {exc} (a bug in netdef; "
+              "--debug shows the traceback)", file=sys.stderr)
         return 1

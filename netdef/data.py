@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .compiler.sidefiles import read_lines
+
 from .errors import DataError, Problem
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff")
@@ -141,9 +143,7 @@ class Transform:
     def from_param(cls, param, ctx: SourceContext) -> "Transform":
         mean = None
         if param.mean_file:
-            from .compiler.weights import read_blob_file
-            blob = read_blob_file(ctx.resolve(param.mean_file))
-            mean = np.asarray(blob, np.float32).reshape(blob.shape[-3:])
+            mean = _mean_image(ctx.resolve(param.mean_file), ctx)
         return cls(param.scale, param.mirror, param.crop_size, mean, tuple(param.mean_value),
                    ctx.phase == "TRAIN")
 
@@ -183,8 +183,7 @@ class ImageList(ItemSource):
         param = layer.image_data_param
         listing = ctx.resolve(param.source)
         try:
-            with open(listing) as handle:
-                lines = [line.strip() for line in handle if line.strip()]
+            lines = read_lines(listing)
         except OSError as exc:
             raise data_error(f"cannot read the image list {listing}: {exc.strerror}",
                              layer=layer) from None
@@ -236,8 +235,7 @@ class HDF5Files(ItemSource):
         param = layer.hdf5_data_param
         listing = ctx.resolve(param.source)
         try:
-            with open(listing) as handle:
-                paths = [ctx.resolve(line.strip()) for line in handle if line.strip()]
+            paths = [ctx.resolve(line) for line in read_lines(listing)]
         except OSError as exc:
             raise data_error(f"cannot read the HDF5 list {listing}: {exc.strerror}",
                              layer=layer) from None
@@ -338,8 +336,7 @@ class SegmentationFolder(ItemSource):
 
 
 def _stems(listing: str) -> list[str]:
-    with open(listing) as handle:
-        return [line.split()[0] for line in handle if line.strip()]
+    return [line.split()[0] for line in read_lines(listing)]
 
 
 # ------------------------------------------------------------------ Python layers
@@ -433,3 +430,20 @@ class PythonLayer(Source):
         if index not in self.cache:
             raise data_error("a Python data layer is a stream: batches must be read in order")
         return self.cache[index]
+
+
+def _mean_image(path: str, ctx) -> np.ndarray:
+    """transform_param.mean_file: a BlobProto of C x H x W (leading axes of 1 allowed)."""
+    from .compiler.weights import WireError, read_blob_file
+
+    try:
+        blob = read_blob_file(path)
+        if blob.ndim < 3 or blob.size != int(np.prod(blob.shape[-3:])):
+            raise WireError(f"a blob of shape {'x'.join(map(str, blob.shape))} is not C x H x W")
+    except OSError as exc:
+        raise data_error(f"cannot read the mean_file {path}: {exc.strerror or exc}",
+                         ctx.net_path) from None
+    except WireError as exc:
+        raise data_error(f"the mean_file {path} is not a mean image: {exc}", ctx.net_path) \
+            from None
+    return np.asarray(blob, np.float32).reshape(blob.shape[-3:])

@@ -471,7 +471,11 @@ class CaffePool(nn.Module):
     """MAX or AVE pooling done the long way, for the settings torch's pooling cannot express:
     padding over half the kernel, or a last window that starts past the input (Caffe keeps it
     when there is no padding). Padding is explicit (-FLT_MAX for MAX, as Caffe's initial value;
-    zeros for AVE) and AVE divides by Caffe's divisor: the window clipped to the padded extent."""
+    zeros for AVE) and AVE divides by Caffe's divisor: the window clipped to the padded extent.
+
+    Where windows are sparse (a stride far beyond the kernel), padding the input out to the
+    windows' span would allocate far more than the output needs; then each window's input
+    cells are gathered instead, at most min(kernel, input) per window and axis."""
 
     def __init__(self, method: str, kernel: tuple, stride: tuple, pad: tuple, in_size: tuple,
                  out_size: tuple):
@@ -485,16 +489,49 @@ class CaffePool(nn.Module):
                                   for o in range(size)], dtype=torch.float32)
                     for size, s, p, k, n in zip(out_size, stride, pad, kernel, in_size)]
         self.register_buffer("divisor", torch.outer(*divisors), persistent=False)
+        cells = [min(k, n) for k, n in zip(kernel, in_size)]
+        padded = math.prod(n + p + extra for n, p, extra in
+                           zip(in_size, pad, (self.padding[3], self.padding[1])))
+        self.cells = tuple(cells) if math.prod(o * c for o, c in zip(out_size, cells)) < padded \
+            else None
+        if self.cells is not None:
+            for axis, (o, s, p, k, n, c) in enumerate(zip(out_size, stride, pad, kernel, in_size,
+                                                          cells)):
+                index, valid = _window_cells(o, s, p, k, n, c)
+                self.register_buffer(f"index{axis}", index, persistent=False)
+                self.register_buffer(f"valid{axis}", valid, persistent=False)
 
     def forward(self, x):
         fill = -3.4028234663852886e38 if self.method == "MAX" else 0.0
-        x = F.pad(x, self.padding, value=fill)
-        if self.method == "MAX":
-            y = F.max_pool2d(x, self.kernel, self.stride)
+        if self.cells is not None:
+            x, kernel, stride = self._gathered(x, fill), self.cells, self.cells
         else:
-            y = F.avg_pool2d(x, self.kernel, self.stride) * (self.kernel[0] * self.kernel[1])
+            x, kernel, stride = F.pad(x, self.padding, value=fill), self.kernel, self.stride
+        if self.method == "MAX":
+            y = F.max_pool2d(x, kernel, stride)
+        else:
+            y = F.avg_pool2d(x, kernel, stride) * (kernel[0] * kernel[1])
             y = y[..., :self.out_size[0], :self.out_size[1]] / self.divisor.to(y.dtype)
         return y[..., :self.out_size[0], :self.out_size[1]]
+
+    def _gathered(self, x, fill: float):
+        """Each window's input cells side by side, padding cells set to `fill`."""
+        for axis, index, valid in ((2, self.index0, self.valid0), (3, self.index1, self.valid1)):
+            x = x.index_select(axis, index)
+            shape = [1] * x.dim()
+            shape[axis] = -1
+            x = x.masked_fill(~valid.view(shape), fill)
+        return x
+
+
+def _window_cells(out: int, stride: int, pad: int, kernel: int, size: int, cells: int):
+    """Per window, `cells` input indices from its first cell inside the input, and which of
+    them fall inside both the window and the input."""
+    starts = torch.arange(out) * stride - pad
+    first, end = starts.clamp(min=0), (starts + kernel).clamp(max=size)
+    index = first[:, None] + torch.arange(cells)[None, :]
+    valid = index < end[:, None]
+    return index.clamp(max=size - 1).reshape(-1), valid.reshape(-1)
 
 
 # ------------------------------------------------------------------ more layers

@@ -37,21 +37,41 @@ class SolverFile:
     param: pb.SolverParameter
     path: str
     warnings: list = field(default_factory=list)  # unknown fields, ignored
+    prefix_override: str | None = None  # `--snapshot-prefix`, in place of the file's
+    lines: dict = field(default_factory=dict)  # field path -> line in the solver file
+
+    def param_line(self, name: str) -> int | None:
+        return self.lines.get((name,))
 
     def resolve(self, path: str) -> str:
         return resolve_near(path, self.path)
 
     @property
     def snapshot_prefix(self) -> str:
-        """Caffe's rule: the solver file's name without extension when unset, and appended to
-        the prefix when the prefix is a folder."""
+        """Caffe's rule: relative to the working directory (not the solver file), the solver
+        file's name without extension when unset, and that name appended to the prefix when
+        the prefix is a folder."""
         stem = os.path.splitext(os.path.basename(self.path))[0] if os.path.isfile(self.path) \
             else "netdef"
-        prefix = self.param.snapshot_prefix
+        prefix = self.prefix_override or self.param.snapshot_prefix
         if not prefix:
             return os.path.splitext(self.path)[0] if os.path.isfile(self.path) else stem
         return os.path.join(prefix, stem) if prefix.endswith(os.sep) or os.path.isdir(prefix) \
             else prefix
+
+
+def check_snapshot_folder(solver_file: SolverFile) -> None:
+    """Snapshots and logs go into a folder that exists: like Caffe, netdef creates none, so a
+    solver file cannot scatter folders about the disk. Checked before training starts, not
+    at the first snapshot."""
+    prefix = solver_file.snapshot_prefix
+    folder = os.path.dirname(os.path.abspath(prefix))
+    if not os.path.isdir(folder):
+        where = "--snapshot-prefix" if solver_file.prefix_override else "snapshot_prefix"
+        raise SolverError(problems=[Problem(
+            SolverError, f"{where} {prefix!r}: the folder {folder} does not exist (netdef, like "
+            "Caffe, creates none; paths are relative to the working directory)",
+            solver_file.path, solver_file.param_line("snapshot_prefix"))])
 
 
 def read_solver(source) -> SolverFile:
@@ -61,7 +81,7 @@ def read_solver(source) -> SolverFile:
     content, path = read_source(source)
     text = content.decode("utf-8", "replace") if isinstance(content, bytes) else content
     param = pb.SolverParameter()
-    _, located = parse_message(text, param, path=path)
+    source_map, located = parse_message(text, param, path=path)
     problems = [problem for _, problem in located]
     raise_if_errors(problems)
     problems = check_solver(param, path)
@@ -70,7 +90,8 @@ def read_solver(source) -> SolverFile:
         problems.append(Problem(SolverError, "no net: give net, net_param, train_net or "
                                 "train_net_param", path))
     raise_if_errors(problems)
-    return SolverFile(param, path, [problem for _, problem in located if problem.warning])
+    return SolverFile(param, path, [problem for _, problem in located if problem.warning],
+                      lines=source_map.lines)
 
 
 def _net_sources(solver: SolverFile) -> tuple:
@@ -427,9 +448,9 @@ class Trainer:
 
         from .compiler.safetensors_io import write_safetensors
         base = f"{self.solver_file.snapshot_prefix}_iter_{self.iteration}"
-        folder = os.path.dirname(base)
-        if folder:
-            os.makedirs(folder, exist_ok=True)
+        for path in (base + ".safetensors", base + ".solverstate.safetensors"):
+            if os.path.exists(path):
+                self._say(f"Overwriting the existing {path}")
         write_safetensors(base + ".safetensors", weight_tensors(self.module))
         self._say(f"Snapshotting to {base}.safetensors")
         state = {key: tensor.detach().cpu().contiguous()
@@ -480,9 +501,6 @@ class Log:
     and in `{prefix}.log`, and a CSV of loss and lr per iteration (+ one of test outputs)."""
 
     def __init__(self, prefix: str, progress: bool = True, stream=None):
-        folder = os.path.dirname(prefix)
-        if folder:
-            os.makedirs(folder, exist_ok=True)
         self.progress, self.stream = progress, stream if stream is not None else sys.stderr
         self.text = open(prefix + ".log", "a")
         self.csv_path, self.test_csv_path = prefix + "_train.csv", prefix + "_test.csv"
@@ -535,13 +553,21 @@ def train(solver, *, max_iter: int | None = None, **options) -> Trainer:
 
 def make_trainer(solver, *, data=None, test_data=None, weights=None, resume=None, device="cpu",
                  dtype=None, allow_python_layers: bool = False, seed: int | None = None,
-                 log: bool = True, progress: bool = True, surgery=None) -> Trainer:
+                 log: bool = True, progress: bool = True, surgery=None,
+                 snapshot_prefix: str | None = None) -> Trainer:
     """A ready Trainer. `data` maps a data layer (or top) name to a netdef.data Source for
     layers the file cannot feed (Input layers), `test_data` likewise for the TEST nets;
     `weights` initialises from a caffemodel or safetensors file, with load()'s net surgery
-    options in `surgery` (convolutionalize, expand_score); `resume` continues from a `.solverstate.safetensors` snapshot."""
+    options in `surgery` (convolutionalize, expand_score, and literal_crops for every net);
+    `resume` continues from a `.solverstate.safetensors` snapshot. Snapshots and logs go to
+    `snapshot_prefix` when given, else the solver's, relative to the working directory."""
     solver_file = read_solver(solver)
+    solver_file.prefix_override = snapshot_prefix
+    if log:
+        check_snapshot_folder(solver_file)
     param = solver_file.param
+    surgery = dict(surgery or {})
+    literal_crops = surgery.pop("literal_crops", False)
     dist = Distributed.from_environment()
     device = _device(device, dist)
     if dist.world > 1 and not torch.distributed.is_initialized():
@@ -556,7 +582,8 @@ def make_trainer(solver, *, data=None, test_data=None, weights=None, resume=None
     train_source, test_sources = _net_sources(solver_file)
     train_net = build_net(train_source, "TRAIN", ctx=ctx, state=_state(param, "train_state"),
                           data=data, weights=weights, device=device, dtype=dtype, seed=seed,
-                          surgery=None if resume is not None else surgery)
+                          surgery=dict(literal_crops=literal_crops,
+                                       **({} if resume is not None else surgery)))
     solver_obj = Solver(param, learnables(train_net.module))
     if resume is not None:
         solver_obj.load_state(state_tensors, iteration)
@@ -565,7 +592,8 @@ def make_trainer(solver, *, data=None, test_data=None, weights=None, resume=None
         for number, test_source in enumerate(test_sources):
             state = param.test_state[number] if number < len(param.test_state) else None
             net = build_net(test_source, "TEST", ctx=ctx, state=state, data=test_data,
-                            device=device, dtype=dtype, seed=seed)
+                            device=device, dtype=dtype, seed=seed,
+                            surgery=dict(literal_crops=literal_crops))
             share_tensors(train_net.module, net.module)
             tests.append(net)
     trainer = Trainer(solver_file, train_net, tests, solver_obj, dist, device, dtype,

@@ -51,7 +51,7 @@ def test_model_py_reproduces_load_exactly(cli, tmp_path, zoo):
     assert report["name"] == "zoo" and {"name", "shape", "producer", "rf"} <= set(report["blobs"][0])
     source = (out / "model.py").read_text()
     assert "torch.nn.Conv2d(in_channels=4, out_channels=6" in source
-    assert "lrn_within (LRN, line" in source  # Caffe names and lines stay visible
+    assert "('lrn_within', 'LRN', " in source  # Caffe names and lines stay visible, as literals
 
 
 def test_pt2_export_matches(cli, tmp_path):

@@ -196,6 +196,7 @@ def test_cli_feeds_train_and_test_input_layers_from_folders(tmp_path, monkeypatc
     (tmp_path / "solver.prototxt").write_text('net: "net.prototxt"\nbase_lr: 1e-4\n'
                                               'lr_policy: "fixed"\nmax_iter: 2\ntest_iter: 1\n'
                                               'test_interval: 1\nsnapshot_prefix: "out/s"\n')
+    (tmp_path / "out").mkdir()
     code, _, err = cli("train", "solver.prototxt", "--data", "seg", "--test-data", "in=seg",
                        "--mean", "0", "--no-progress")
     assert code == 0, err

@@ -33,6 +33,7 @@ def scenes(root, count=4, size=64, seed=0):
 @pytest.mark.parametrize("model, rate, steps", [("fcn32s", 1e-6, 6), ("fcn8s", 2e-7, 8)])
 def test_fcn_loss_falls(model, rate, steps, tmp_path, monkeypatch, cli):
     scenes(tmp_path / "seg")
+    (tmp_path / "out").mkdir()
     monkeypatch.chdir(tmp_path)
     (tmp_path / "solver.prototxt").write_text(f"""net: "{ROOT / 'models' / (model + '.prototxt')}"
 base_lr: {rate}

@@ -51,6 +51,7 @@ def workdir(tmp_path, monkeypatch):
     (tmp_path / "list.txt").write_text("d.h5\n")
     for batch in (2, 4):
         (tmp_path / f"net{batch}.prototxt").write_text(NET % {"batch": batch})
+        (tmp_path / f"out{batch}").mkdir()  # snapshot folders: netdef, like Caffe, makes none
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

@@ -38,7 +38,8 @@ class InfogainLoss(LossRule):
         from ..weights import WireError, read_blob_file
         where = ("infogain_loss_param", "source")
         try:
-            blob = read_blob_file(path)
+            # a classes x classes matrix, as floats or doubles, and the blob's framing
+            blob = read_blob_file(path, limit=8 * classes * classes + 4096)
         except OSError as exc:
             raise LoweringIssue(f"cannot read the infogain matrix {path}: "
                                 f"{exc.strerror or exc}", where) from None
