@@ -54,7 +54,8 @@ class Crop(LayerRule):
             right = [0] * (len(offsets) - len(solved)) + solved
             ctx.warn(f"offsets {list_text(offsets)} do not align the blobs: the coordinate maps "
                      f"give {list_text(right)}", _P + ("offset",))
-            ctx.solution = {"offset": right}
+            if layer.HasField("crop_param"):  # for `upgrade --solve-crops`; lowering keeps
+                ctx.solution = {"offset": right}  # the written offsets, as Caffe does
         if data.field is EVERYWHERE:
             return [EVERYWHERE]
 
