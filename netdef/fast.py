@@ -14,6 +14,9 @@ class FastNet:
 
     def __init__(self, module: torch.nn.Module, *, bf16: bool | None = None):
         device = next(iter(module.parameters()), torch.empty(0)).device
+        # Caffe names that are not identifiers ('im-data'): a deep copy loses load()'s own
+        # renaming, so the wrapper applies it
+        self.renames = dict(getattr(module, "caffe_input_names", {}))
         self.cuda = device.type == "cuda"
         self.dtype = torch.bfloat16 if (self.cuda if bf16 is None else bf16) else torch.float32
         if self.dtype != torch.float32 or self.cuda:  # leave the caller's module as it was
@@ -27,6 +30,7 @@ class FastNet:
     def __call__(self, **inputs):
         prepared = {}
         for name, value in inputs.items():
+            name = self.renames.get(name, name)
             if value.is_floating_point():
                 value = value.to(self.dtype)
                 if self.cuda and value.dim() == 4:
