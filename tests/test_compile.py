@@ -75,7 +75,7 @@ def test_run_writes_outputs(cli, tmp_path, zoo):
         expected = netdef.load(ZOO, zoo)(data=torch.from_numpy(x))
     saved = np.load(tmp_path / "y.npz")
     assert all(np.array_equal(saved[k], v.numpy()) for k, v in expected.items())
-    assert cli("run", ZOO, "--input", "data=x.png")[0] == 2
+    assert cli("run", ZOO, "--input", "data=x.png")[0] == 1  # unreadable input file: exit 1
 
 
 def test_convert_names_tensors_by_layer_or_module(cli, tmp_path, zoo):
