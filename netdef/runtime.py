@@ -12,6 +12,11 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def per_item(x):
+    """N x (everything else), as Caffe's count(1) views a blob: a 1-axis blob is N x 1."""
+    return x.reshape(x.shape[0], -1)
+
+
 class InnerProduct(nn.Module):
     """Flattens from `axis`, then y = x W^T + b (W is N x K, or K x N when `transpose`)."""
 
@@ -381,7 +386,7 @@ class HingeLoss(nn.Module):
         self.squared = squared
 
     def forward(self, x, label):
-        x = x.flatten(1)
+        x = per_item(x)
         sign = -torch.ones_like(x)
         sign.scatter_(1, label.reshape(-1, 1).long(), 1.0)
         margins = (1 - sign * x).clamp_min(0)
@@ -392,7 +397,7 @@ class MultinomialLogisticLoss(nn.Module):
     """-log(max(p[label], 1e-20)) averaged over items; bottom 0 holds probabilities."""
 
     def forward(self, prob, label):
-        prob = prob.flatten(1)
+        prob = per_item(prob)
         picked = prob.gather(1, label.reshape(-1, 1).long()).squeeze(1)
         return -torch.log(picked.clamp_min(1e-20)).sum() / prob.shape[0]
 
@@ -429,7 +434,7 @@ class ContrastiveLoss(nn.Module):
         self.margin, self.legacy = margin, legacy
 
     def forward(self, a, b, similar):
-        squared = (a - b).flatten(1).pow(2).sum(1)
+        squared = per_item(a - b).pow(2).sum(1)
         similar = similar.reshape(-1).to(a.dtype)
         if self.legacy:
             apart = (self.margin - squared).clamp_min(0)
@@ -547,8 +552,11 @@ class BN(nn.Module):
         self.register_buffer("mean", torch.zeros(1, channels, 1, 1))
         self.register_buffer("variance", torch.ones(1, channels, 1, 1))
 
-    def forward(self, x):
-        return self.scale * (x - self.mean) / torch.sqrt(self.variance + self.eps) + self.shift
+    def forward(self, x):  # the 1 x C x 1 x 1 blobs, broadcast over any number of axes
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        scale, shift = self.scale.view(shape), self.shift.view(shape)
+        mean, variance = self.mean.view(shape), self.variance.view(shape)
+        return scale * (x - mean) / torch.sqrt(variance + self.eps) + shift
 
 
 class Unpool(nn.Module):
@@ -758,7 +766,7 @@ class _Recurrent(nn.Module):
         steps, batch = x.shape[:2]
         projected = F.linear(x.flatten(2), self.input_weight, self.input_bias)
         if static is not None:
-            projected = projected + F.linear(static.flatten(1), self.static_weight)
+            projected = projected + F.linear(per_item(static), self.static_weight)
         width = self.hidden_weight.shape[1]
         if not states:
             states = tuple(x.new_zeros(1, batch, width) for _ in range(self.state_count))

@@ -430,3 +430,12 @@ def test_receptive_fields_with_huge_parameters_are_bounded():
         field = report.blob("d").rf["data"]
         assert field["size"][0] >= 2 and field["size"][1] >= 1, (name, field)
     assert report.blob("d").rf["data"]["size"] == [3, 2]  # upsample: within one unit of exact
+
+
+def test_found_by_a_new_campaign():
+    """Found by mutating the corpus again after the listed cases were fixed."""
+    text = ('input: "data" input_shape { dim: 1 dim: 1 dim: 4 dim: 4 }\n'
+            'layer { name: "n" type: "LRN" bottom: "data" top: "n" lrn_param { '
+            'local_size: 4294967295 norm_region: WITHIN_CHANNEL } }')
+    with pytest.raises(netdef.ParameterError, match="local_size 4294967295 is out of range"):
+        netdef.load(text)

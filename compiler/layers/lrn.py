@@ -21,6 +21,9 @@ class LRN(PointwiseRule):
         size = layer.lrn_param.local_size
         if size % 2 == 0:
             yield Issue(f"local_size must be odd, got {size}", _P + ("local_size",))
+        elif size > 2**31 - 1:  # Caffe reads it into an int: larger values turn negative
+            yield Issue(f"local_size {size} is out of range (at most 2^31 - 1)",
+                        _P + ("local_size",))
 
     def top_shapes(self, layer, bottoms):
         if len(bottoms[0]) != 4:

@@ -17,6 +17,8 @@ class Upsample(LayerRule):
 
     def top_shapes(self, layer, bottoms):
         data, mask = bottoms
+        if len(data) != 4:
+            raise ShapeIssue(f"takes N x C x H x W blobs, got {fmt(data)}")
         if mask != data:
             raise ShapeIssue(f"the mask ({fmt(mask)}) must have the data's shape ({fmt(data)})",
                              ("bottom", 1))
