@@ -45,6 +45,27 @@ def check_net(source, *, phase: str = "TEST", inputs: dict | None = None, strict
     return net, problems
 
 
+def checked_net(source, *, phase: str = "TEST", inputs: dict | None = None, strict: bool = False,
+                level: int | None = None, stages=None, solve_crops: bool = True) -> Net:
+    """The front every path shares: the net checked once, its warnings in `net.warnings`;
+    a NetdefError holding every error otherwise."""
+    net, problems = check_net(source, phase=phase, inputs=inputs, strict=strict, level=level,
+                              stages=stages, solve_crops=solve_crops)
+    raise_if_errors(problems)
+    net.warnings = [p for p in problems if p.warning]
+    return net
+
+
+def reshape(net: Net, inputs: dict, solve_crops: bool = True) -> Net:
+    """Caffe's Reshape: the same checked net with new input shapes (known only after a data
+    layer's first batch); shapes and fields again, not the parse and checks before them."""
+    problems = infer_shapes(net, normalise_inputs(inputs))
+    problems += infer_fields(net, solve_crops)
+    raise_if_errors(problems)
+    net.warnings += [p for p in problems if p.warning]
+    return net
+
+
 def solve_crops(source, inputs: dict | None = None) -> tuple:
     """The upgraded net with every derivable solution (crop offsets) written in, in both
     phases; returns (ParsedNet, one line per changed layer)."""
@@ -115,10 +136,9 @@ class Report:
 def analyze(source, *, phase: str = "TEST", inputs: dict | None = None, strict: bool = False,
             level: int | None = None, stages=None, solve_crops: bool = True) -> Report:
     """Shapes and receptive fields of every blob; raises if the net has errors."""
-    net, problems = check_net(source, phase=phase, inputs=inputs, strict=strict, level=level,
-                              stages=stages, solve_crops=solve_crops)
-    raise_if_errors(problems)
-    return build_report(net, [p for p in problems if p.warning])
+    net = checked_net(source, phase=phase, inputs=inputs, strict=strict, level=level,
+                      stages=stages, solve_crops=solve_crops)
+    return build_report(net, net.warnings)
 
 
 def _settings(layer) -> str:

@@ -117,38 +117,40 @@ def check_imports(folder: Path) -> str | None:
     return lines[-1] if lines else f"exit status {result.returncode}"
 
 
-def compile_net(net_path, out_dir, *, weights=None, inputs=None, phase="TEST", fmt="fx",
+def compile_net(source, out_dir, *, weights=None, inputs=None, phase="TEST", fmt="fx",
                 on_load=None, literal_crops: bool = False, **surgery) -> list[str]:
-    """Write model.py, weights.safetensors, report.json, graph.svg (and model.pt2 / model.onnx);
-    returns the files written. `surgery` goes to netdef.load; `on_load` sees the module."""
+    """Write model.py, weights.safetensors, report.json, graph.svg (and model.pt2 / model.onnx)
+    from one checked net; returns the files written. `surgery` goes to binding (see
+    bind.build_module); `on_load` sees the module."""
     import torch
 
-    import netdef
+    from netdef.errors import LoweringError, UsageError
 
-    from .analysis import analyze
+    from .analysis import build_report, checked_net
+    from .bind import build_module
     from .draw import render, to_dot
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    module = netdef.load(net_path, weights, phase=phase, inputs=inputs,
-                         literal_crops=literal_crops, **surgery)
+    net = checked_net(source, phase=phase, inputs=inputs, solve_crops=not literal_crops)
+    module = build_module(net, weights, **surgery)
     if on_load is not None:
         on_load(module)
-    report = analyze(net_path, phase=phase, inputs=inputs, solve_crops=not literal_crops)
+    report = build_report(net, net.warnings)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     written = []
     title = f"{report.name or 'net'}: {len(module.caffe_specs)} layers"
-    (out / "model.py").write_text(model_source(module, str(net_path), title), encoding="utf-8")
+    (out / "model.py").write_text(model_source(module, str(net.path), title), encoding="utf-8")
     failure = check_imports(out)
     if failure is not None:
-        raise netdef.LoweringError(f"{out / 'model.py'}: the generated file does not import "
-                                   f"({failure}); this is a bug in netdef, please report it")
+        raise LoweringError(f"{out / 'model.py'}: the generated file does not import "
+                            f"({failure}); this is a bug in netdef, please report it")
     write_safetensors(out / "weights.safetensors", module.state_dict())
     (out / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
     written += ["model.py", "weights.safetensors", "report.json"]
     try:
-        render(to_dot(module.caffe_net), str(out / "graph.svg"), "svg")
+        render(to_dot(net), str(out / "graph.svg"), "svg")
         written.append("graph.svg")
-    except netdef.UsageError as exc:  # no graphviz: everything else still stands
+    except UsageError as exc:  # no graphviz: everything else still stands
         print(f"note: graph.svg not written: {exc}", file=sys.stderr)
         written.append(f"(graph.svg skipped: {exc})")
     renames = getattr(module, "caffe_input_names", {})
@@ -162,8 +164,7 @@ def compile_net(net_path, out_dir, *, weights=None, inputs=None, phase="TEST", f
         try:
             import onnx  # noqa: F401  (torch's exporter needs it)
         except ImportError:
-            raise netdef.UsageError("--format onnx needs the onnx package (pip install onnx)") \
-                from None
+            raise UsageError("--format onnx needs the onnx package (pip install onnx)") from None
         with torch.no_grad():
             outputs = list(module(**example))
         torch.onnx.export(module, (), str(out / "model.onnx"), kwargs=example, dynamo=False,

@@ -73,6 +73,7 @@ class Net:
         self.blobs: dict[str, Blob] = {}
         self.graph = nx.DiGraph()
         self.input_blobs: list[str] = []  # tops of data layers, in order
+        self.warnings: list[Problem] = []  # what the checks found short of an error
 
     @property
     def path(self) -> str:

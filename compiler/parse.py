@@ -54,8 +54,13 @@ def _looks_binary(content: bytes) -> bool:
     return False
 
 
-def parse_net(source, *, strict: bool = False) -> ParsedNet:
-    """Parse and upgrade a net; raises a NetdefError holding every error found."""
+def parse_net(source, *, strict: bool = False, path: str = "<NetParameter>") -> ParsedNet:
+    """Parse and upgrade a net (a path, text, bytes, or a NetParameter already in memory,
+    shown as `path`); raises a NetdefError holding every error found."""
+    if isinstance(source, pb.NetParameter):
+        net, source_map, problems, binary = pb.NetParameter(), SourceMap(path), [], False
+        net.CopyFrom(source)
+        return _upgraded(net, source_map, problems, binary)
     content, path = read_source(source)
     if isinstance(content, bytes) and _looks_binary(content):
         net, source_map, problems, binary = _parse_binary(content, path), SourceMap(path), [], True
@@ -65,6 +70,11 @@ def parse_net(source, *, strict: bool = False) -> ParsedNet:
         source_map, located = parse_message(text, net, path=path, strict=strict)
         problems = [_name_layer(net, where, problem) for where, problem in located]
         binary = False
+    return _upgraded(net, source_map, problems, binary)
+
+
+def _upgraded(net: pb.NetParameter, source_map: SourceMap, problems: list,
+              binary: bool) -> ParsedNet:
     raise_if_errors(problems)
     original = net_format(net)
     problems += upgrade(net, source_map)

@@ -37,6 +37,19 @@ class CaffeLayer:
     # (file offset, bytes) of each blob's float32 data when it lies packed in the file, so
     # a converter can copy it file to file in the kernel; None where it was decoded
     spans: list[tuple[int, int] | None] = field(default_factory=list)
+    # for a state dict (`compile`'s weights.safetensors, `convert --net`): `name` is the
+    # module and these its tensors' names, in the order of `blobs`
+    blob_names: list[str] | None = None
+
+    def in_order(self, names: list[str]) -> "CaffeLayer":
+        """The named blobs in Caffe's order `names`, up to the first one the file lacks."""
+        found = dict(zip(self.blob_names, self.blobs))
+        blobs = []
+        for name in names:
+            if name not in found:
+                break
+            blobs.append(found[name])
+        return CaffeLayer(self.name, self.type, blobs, [None] * len(blobs))
 
 
 class WireError(Exception):
@@ -133,7 +146,8 @@ def read_caffemodel(path: str | os.PathLike) -> list[CaffeLayer]:
 
 def read_weights(path: str | os.PathLike) -> list[CaffeLayer]:
     """A .caffemodel, or a .safetensors file keyed `layer.blob` (`layer@k.blob` for the k-th
-    layer of a repeated name), as `netdef convert` and training snapshots write them."""
+    layer of a repeated name), as `netdef convert` and training snapshots write them, or keyed
+    `module.tensor` (`conv1.weight`), as `netdef compile` and `convert --net` write them."""
     if not _is_safetensors(path):
         return read_caffemodel(path)
     from safetensors import SafetensorError
@@ -143,17 +157,26 @@ def read_weights(path: str | os.PathLike) -> list[CaffeLayer]:
         tensors = load_file(os.fspath(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise _error(os.fspath(path), f"not a readable safetensors file: {exc}") from None
-    layers: dict[str, CaffeLayer] = {}
+    by_blob: dict[str, CaffeLayer] = {}
+    by_module: dict[str, CaffeLayer] = {}
     for key, array in tensors.items():
         layer_key, dot, index = key.rpartition(".")
-        if not dot or not index.isdigit():  # an empty layer key is a layer named 
-            raise _error(os.fspath(path), f"tensor '{key}' is not named layer.blob")
-        layer = layers.setdefault(layer_key, CaffeLayer(re.sub(r"@\d+$", "", layer_key), ""))
-        layer.blobs.append((int(index), array))
-    for layer in layers.values():
+        if not dot:
+            raise _error(os.fspath(path), f"tensor '{key}' is named neither layer.blob nor "
+                         "module.tensor")
+        if index.isdigit():  # an empty layer key is a layer with an empty name
+            layer = by_blob.setdefault(layer_key,
+                                       CaffeLayer(re.sub(r"@\d+$", "", layer_key), ""))
+            layer.blobs.append((int(index), array))
+        else:
+            layer = by_module.setdefault(layer_key, CaffeLayer(layer_key, "", blob_names=[]))
+            layer.blobs.append(array)
+            layer.blob_names.append(index)
+    for layer in by_blob.values():
         layer.blobs = [array for _, array in sorted(layer.blobs, key=lambda pair: pair[0])]
+    for layer in (*by_blob.values(), *by_module.values()):
         layer.spans = [None] * len(layer.blobs)
-    return list(layers.values())
+    return [*by_blob.values(), *by_module.values()]
 
 
 def layer_key(name: str, seen: dict[str, int]) -> str:

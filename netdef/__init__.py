@@ -67,28 +67,12 @@ def load(prototxt, weights=None, *, phase: str = "TEST", inputs=None, device="cp
 
     Crop offsets written in crop_param are used as written; a Crop without crop_param gets
     the offsets that align its bottoms, or BVLC's zeros with `literal_crops=True`."""
-    import torch
+    from .compiler.analysis import checked_net
+    from .compiler.bind import build_module
 
-    from .compiler.analysis import check_net
-    from .compiler.lower import apply_fillers, bind_weights, check_memory, lower
-    from .compiler.weights import read_weights
-    from .errors import raise_if_errors
-
-    net, problems = check_net(prototxt, phase=phase, inputs=inputs, solve_crops=not literal_crops)
-    raise_if_errors(problems)
-    caffe_layers = read_weights(weights) if weights is not None else None
-    if str(device) != "meta":
-        check_memory(net)
-    with torch.device("meta") if str(device) == "meta" else _no_context():
-        module = lower(net)  # allow_python_layers: reserved; Python tops are inputs
-    if str(device) != "meta":
-        apply_fillers(module, net, seed)
-        if caffe_layers is not None:
-            bind_weights(module, net, caffe_layers, str(weights),
-                         convolutionalize=convolutionalize, expand_score=expand_score)
-    module.to(device=device if str(device) != "meta" else None, dtype=dtype)
-    module.caffe_net = net  # the checked IR, for training (ParamSpecs, loss weights, data layers)
-    return module.train(phase.upper() == "TRAIN")
+    net = checked_net(prototxt, phase=phase, inputs=inputs, solve_crops=not literal_crops)
+    return build_module(net, weights, device=device, dtype=dtype, seed=seed,
+                        convolutionalize=convolutionalize, expand_score=expand_score)
 
 
 def fast(module, *, bf16=None):
@@ -96,11 +80,6 @@ def fast(module, *, bf16=None):
     from .fast import fast as _fast
 
     return _fast(module, bf16=bf16)
-
-
-def _no_context():
-    import contextlib
-    return contextlib.nullcontext()
 
 
 __all__ = [

@@ -433,30 +433,14 @@ def _mean(text: str) -> tuple[float, ...]:
 
 
 def cmd_convert(args) -> int:
-    from .compiler.safetensors_io import write_safetensors
-    from .compiler.weights import layer_key, read_caffemodel
+    from .compiler.bind import convert_weights
 
     if (args.convolutionalize or args.expand_score or args.literal_crops) and not args.net:
         raise UsageError("net surgery needs the target net: add --net NET.prototxt")
     _refuse_overwriting(args.output, args.weights, args.net)
-    if args.net:
-        from . import load
-        module = load(args.net, args.weights, **_surgery(args))
-        _report_binding(module)
-        tensors, spans = module.state_dict(), {}
-        write_safetensors(args.output, tensors)
-    else:
-        tensors, spans, seen = {}, {}, {}
-        with open(args.weights, "rb") as source:
-            for layer in read_caffemodel(args.weights):
-                key = layer_key(layer.name, seen)
-                for index, (blob, span) in enumerate(zip(layer.blobs, layer.spans)):
-                    tensors[f"{key}.{index}"] = blob
-                    if span is not None:
-                        spans[f"{key}.{index}"] = (source.fileno(), *span)
-            write_safetensors(args.output, tensors, spans)
-    total = sum(4 * (t.numel() if hasattr(t, "numel") else t.size) for t in tensors.values())
-    print(f"{args.weights}: {len(tensors)} tensors, {total / 1e6:.1f} MB written to {args.output}")
+    count, nbytes = convert_weights(args.weights, args.output, args.net, on_load=_report_binding,
+                                    **_surgery(args))
+    print(f"{args.weights}: {count} tensors, {nbytes / 1e6:.1f} MB written to {args.output}")
     return 0
 
 

@@ -242,8 +242,6 @@ def crop(top_from: Top, top_to: Top) -> Top:
 
 
 def _solved_offsets(top_from: Top, top_to: Top) -> list[int]:
-    from google.protobuf import text_format
-
     from .compiler.analysis import check_net
 
     built: dict = OrderedDict()
@@ -253,9 +251,8 @@ def _solved_offsets(top_from: Top, top_to: Top) -> list[int]:
     probe = pb.NetParameter(layer=list(built.values()))
     bottoms = [built[top.fn].top[top.n] for top in (top_from, top_to)]
     probe.layer.add(name="crop-probe", type="Crop", bottom=bottoms, top=["crop-probe"])
-    text = text_format.MessageToString(probe)
     for phase in ("TRAIN", "TEST"):  # a layer may be included in one phase only
-        net, _ = check_net(text, phase=phase)
+        net, _ = check_net(probe, phase=phase)
         layer = next((layer for layer in net.layers if layer.name == "crop-probe"), None)
         if layer is not None and layer.solution.get("offset"):
             offsets = layer.solution["offset"][-2:]

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .compiler.analysis import check_net
+from .compiler.analysis import checked_net, reshape
+from .compiler.bind import build_module
 from .compiler.textformat import parse_message
 from .compiler.weights import layer_key
 from .data import SourceContext, resolve_near
@@ -101,20 +102,15 @@ def _net_sources(solver: SolverFile) -> tuple:
         path, inline = param.train_net, param.train_net_param
     else:
         path, inline = param.net, param.net_param
-    train = solver.resolve(path) if path else _net_text(inline)
+    train = solver.resolve(path) if path else inline  # an inline net_param goes in as it is
     tests = [solver.resolve(p) for p in param.test_net]
-    tests += [_net_text(net) for net in param.test_net_param]
+    tests += list(param.test_net_param)
     if not tests and (param.net or param.HasField("net_param")):
         tests = [train] * len(param.test_iter)
     if len(tests) != len(param.test_iter):
         raise SolverError(problems=[Problem(SolverError, f"{len(param.test_iter)} test_iter "
                                             f"values for {len(tests)} test nets", solver.path)])
     return train, tests
-
-
-def _net_text(net: pb.NetParameter) -> str:
-    from google.protobuf import text_format
-    return f"# inline net\n{text_format.MessageToString(net)}"
 
 
 # ------------------------------------------------------------------ nets with their data
@@ -146,11 +142,10 @@ def build_net(source, phase: str, *, ctx: SourceContext, state=None, data=None, 
               device="cpu", dtype=None, seed: int = 0, surgery=None) -> FedNet:
     """Check the net, find every data layer's source (a user's `data` entry, keyed by layer
     or top name, wins), size the inputs from the first batch, and lower it."""
-    from . import load
-
     level, stages = (state.level, tuple(state.stage)) if state is not None else (None, None)
-    net, problems = check_net(source, phase=phase, level=level, stages=stages)
-    raise_if_errors(problems)
+    surgery = dict(surgery or {})
+    solve_crops = not surgery.pop("literal_crops", False)
+    net = checked_net(source, phase=phase, level=level, stages=stages, solve_crops=solve_crops)
     ctx = SourceContext(net.path, phase, ctx.seed, ctx.allow_python_layers)
     data = dict(data or {})
     sources, problems = [], []
@@ -176,8 +171,8 @@ def build_net(source, phase: str, *, ctx: SourceContext, state=None, data=None, 
     for layer, found in sources:
         for top, array in zip(layer.param.top, read_batch(found, 0, net, layer)):
             shapes[top] = tuple(np.shape(array))
-    module = load(source, weights, phase=phase, inputs=shapes, device=device, dtype=dtype,
-                  seed=seed, **(surgery or {}))
+    reshape(net, shapes, solve_crops)
+    module = build_module(net, weights, device=device, dtype=dtype, seed=seed, **surgery)
     placeholders = iter(node.target for node in module.graph.nodes if node.op == "placeholder")
     names = {layer.index: [next(placeholders) for _ in layer.tops]
              for layer in module.caffe_net.layers if layer.rule.is_input}  # lower()'s order
