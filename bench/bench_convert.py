@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from netdef.compiler.caffemodel import write_caffemodel
+from netdef.compiler.weights import write_caffemodel
 
 CHILD_CONVERT = """
 import resource, sys, time

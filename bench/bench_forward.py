@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 import netdef
 from netdef.compiler.analysis import check_net
-from netdef.compiler.caffemodel import write_caffemodel
+from netdef.compiler.weights import write_caffemodel
 from timing import timed  # bench/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,4 +1,5 @@
-"""Streaming .caffemodel reader: layer name, type and blobs, nothing else.
+"""The .caffemodel wire format: a streaming reader of layer name, type and blobs (nothing
+else), and the writer of the same fields, both from one table of field numbers (FIELD).
 
 A caffemodel is a binary NetParameter. Decoding it with protobuf would need
 the whole file as a message (2 GiB limit, dialect fields, a second copy of
@@ -6,11 +7,8 @@ every weight). Instead the wire format is walked over an mmap: only the layer
 name, type and blobs are decoded; every other field, known or not, is
 skipped by its wire type; float data become numpy views of the file.
 
-Field numbers (caffe.proto): NetParameter.layer 100 (V2: name 1, type 2,
-blobs 7) and .layers 2 (V1: name 4, type 5 as an enum, blobs 6, and the V0
-layer inside it at 1: name 1, type 2, blobs 50). BlobProto: num, channels,
-height, width 1-4, data 5 (float, packed or not), shape 7 (BlobShape: dim 1),
-double_data 8 (double).
+The writer puts a BlobProto's float data in one packed field, so a 500 MB model is a few
+large byte copies rather than hundreds of millions of protobuf appends.
 """
 from __future__ import annotations
 
@@ -19,6 +17,7 @@ import mmap
 import os
 import re
 from dataclasses import dataclass, field
+from typing import BinaryIO, Iterable
 
 import numpy as np
 
@@ -27,6 +26,18 @@ from netdef.errors import Problem, WeightError
 from .sidefiles import MAX_SIDE_FILE_BYTES, read_bounded
 
 VARINT, FIXED64, DELIMITED, START_GROUP, END_GROUP, FIXED32 = 0, 1, 2, 3, 4, 5
+
+
+class FIELD:
+    """caffe.proto's field numbers for the parts of a net that carry weights."""
+
+    NET_LAYER, NET_V1_LAYERS = 100, 2  # NetParameter.layer (V2), .layers (V1)
+    NAME, TYPE, BLOBS = 1, 2, 7  # LayerParameter
+    V1_NAME, V1_TYPE, V1_BLOBS, V1_V0_LAYER = 4, 5, 6, 1  # V1LayerParameter (type: an enum)
+    V0_NAME, V0_TYPE, V0_BLOBS = 1, 2, 50  # V0LayerParameter, inside a V1 layer
+    LEGACY_DIMS = (1, 2, 3, 4)  # BlobProto num, channels, height, width
+    DATA, SHAPE, DOUBLE_DATA = 5, 7, 8  # BlobProto (float data packed or not)
+    DIM = 1  # BlobShape.dim
 
 
 @dataclass
@@ -210,9 +221,10 @@ def parse_layers(buffer) -> list[CaffeLayer]:
     reader, layers = Reader(buffer), []
     while not reader.at_end():
         number, wire_type = reader.key()
-        if number == 100 and wire_type == DELIMITED:
-            layers.append(_located(reader, lambda sub, layer: _layer(sub, 1, 2, 7, layer)))
-        elif number == 2 and wire_type == DELIMITED:
+        if number == FIELD.NET_LAYER and wire_type == DELIMITED:
+            layers.append(_located(reader, lambda sub, layer: _layer(
+                sub, FIELD.NAME, FIELD.TYPE, FIELD.BLOBS, layer)))
+        elif number == FIELD.NET_V1_LAYERS and wire_type == DELIMITED:
             layers.append(_located(reader, _v1_layer))
         else:
             reader.skip(wire_type)
@@ -261,14 +273,14 @@ def _layer(reader: Reader, name: int, type_: int, blobs: int,
 def _v1_layer(reader: Reader, layer: CaffeLayer) -> CaffeLayer:
     while not reader.at_end():
         number, wire_type = reader.key()
-        if number == 4 and wire_type == DELIMITED:
+        if number == FIELD.V1_NAME and wire_type == DELIMITED:
             layer.name = reader.text()
-        elif number == 5 and wire_type == VARINT:
+        elif number == FIELD.V1_TYPE and wire_type == VARINT:
             layer.type = _v1_type_name(reader.varint())
-        elif number == 6 and wire_type == DELIMITED:
+        elif number == FIELD.V1_BLOBS and wire_type == DELIMITED:
             layer.blobs.append(_blob(reader.sub()))
-        elif number == 1 and wire_type == DELIMITED:  # a V0 layer inside
-            inner = _layer(reader.sub(), name=1, type_=2, blobs=50)
+        elif number == FIELD.V1_V0_LAYER and wire_type == DELIMITED:  # a V0 layer inside
+            inner = _layer(reader.sub(), FIELD.V0_NAME, FIELD.V0_TYPE, FIELD.V0_BLOBS)
             layer.name = layer.name or inner.name
             layer.type = layer.type or inner.type
             layer.blobs += inner.blobs
@@ -294,18 +306,19 @@ def _blob(reader: Reader) -> np.ndarray:
     chunks: list[np.ndarray] = []
     while not reader.at_end():
         number, wire_type = reader.key()
-        if number in (1, 2, 3, 4) and wire_type == VARINT:
+        if number in FIELD.LEGACY_DIMS and wire_type == VARINT:
             legacy[number] = reader.varint()
-        elif number == 7 and wire_type == DELIMITED:
+        elif number == FIELD.SHAPE and wire_type == DELIMITED:
             shape = _shape(reader.sub())
-        elif number in (5, 8):
-            chunks.append(_floats(reader, wire_type, np.dtype("<f4" if number == 5 else "<f8")))
+        elif number in (FIELD.DATA, FIELD.DOUBLE_DATA):
+            dtype = np.dtype("<f4" if number == FIELD.DATA else "<f8")
+            chunks.append(_floats(reader, wire_type, dtype))
         else:
             reader.skip(wire_type)
     data = chunks[0] if len(chunks) == 1 else np.concatenate(chunks) if chunks \
         else np.zeros(0, np.float32)
     if shape is None:
-        shape = tuple(legacy.get(i, 1) for i in (1, 2, 3, 4)) if legacy else (data.size,)
+        shape = tuple(legacy.get(i, 1) for i in FIELD.LEGACY_DIMS) if legacy else (data.size,)
     count = math.prod(shape)  # Python integers: dims near 2^64 cannot wrap around to match
     if count != data.size:
         raise WireError(f"a blob of shape {'x'.join(map(str, shape))} holds {data.size} values, "
@@ -317,11 +330,11 @@ def _shape(reader: Reader) -> tuple[int, ...]:
     dims = []
     while not reader.at_end():
         number, wire_type = reader.key()
-        if number == 1 and wire_type == DELIMITED:
+        if number == FIELD.DIM and wire_type == DELIMITED:
             packed = reader.sub()
             while not packed.at_end():
                 dims.append(packed.varint())
-        elif number == 1 and wire_type == VARINT:
+        elif number == FIELD.DIM and wire_type == VARINT:
             dims.append(reader.varint())
         else:
             reader.skip(wire_type)
@@ -344,3 +357,70 @@ def _floats(reader: Reader, wire_type: int, dtype: np.dtype) -> np.ndarray:
 
 def _error(path: str, message: str) -> WeightError:
     return WeightError(problems=[Problem(WeightError, message, path, None)])
+
+
+# ------------------------------------------------------------------ writing
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _delimited_key(number: int) -> bytes:
+    return _varint(number << 3 | DELIMITED)
+
+
+def _delimited(number: int, payload: bytes) -> bytes:
+    return _delimited_key(number) + _varint(len(payload)) + payload
+
+
+def _blob_bytes(array: np.ndarray) -> list[bytes]:
+    dims = b"".join(_varint(int(d)) for d in array.shape)
+    shape = _delimited(FIELD.SHAPE, _delimited(FIELD.DIM, dims))
+    data = np.ascontiguousarray(array, dtype="<f4").tobytes()
+    return [shape, _delimited_key(FIELD.DATA), _varint(len(data)), data]
+
+
+def _legacy_blob_bytes(array: np.ndarray) -> list[bytes]:
+    """V1 blobs: num, channels, height, width (fields 1-4), shorter shapes padded with 1s in front."""
+    dims = (1,) * (4 - array.ndim) + tuple(array.shape)
+    header = b"".join(_varint(number << 3 | VARINT) + _varint(int(d))
+                      for number, d in zip(FIELD.LEGACY_DIMS, dims))
+    data = np.ascontiguousarray(array, dtype="<f4").tobytes()
+    return [header, _delimited_key(FIELD.DATA), _varint(len(data)), data]
+
+
+def write_caffemodel(out: BinaryIO, layers: Iterable[tuple[str, str, list[np.ndarray]]],
+                     v1: bool = False) -> None:
+    """Write (name, type, blobs) layers as a binary NetParameter; `v1` writes the legacy
+    `layers` field (the type as the V1 enum) with 4-D blobs."""
+    for name, type_name, blobs in layers:
+        if v1:
+            parts = [_delimited(FIELD.V1_NAME, name.encode()),
+                     _varint(FIELD.V1_TYPE << 3 | VARINT) + _varint(_v1_enum(type_name))]
+            make_blob, blob_field = _legacy_blob_bytes, FIELD.V1_BLOBS
+            layer_field = FIELD.NET_V1_LAYERS
+        else:
+            parts = [_delimited(FIELD.NAME, name.encode()),
+                     _delimited(FIELD.TYPE, type_name.encode())]
+            make_blob, blob_field, layer_field = _blob_bytes, FIELD.BLOBS, FIELD.NET_LAYER
+        for array in blobs:
+            pieces = make_blob(array)
+            parts += [_delimited_key(blob_field), _varint(sum(map(len, pieces)))] + pieces
+        out.write(_delimited_key(layer_field) + _varint(sum(map(len, parts))))
+        for part in parts:
+            out.write(part)
+
+
+def _v1_enum(type_name: str) -> int:
+    from netdef.proto import netdef_pb2 as pb
+
+    from .upgrade import V1_TYPE_NAMES
+    enum_name = next(key for key, value in V1_TYPE_NAMES.items() if value == type_name)
+    return pb.V1LayerParameter.LayerType.Value(enum_name)

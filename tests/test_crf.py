@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import netdef
-from netdef.compiler.caffemodel import write_caffemodel
+from netdef.compiler.weights import write_caffemodel
 from netdef.crf import GaussianFilter, MultiStageMeanfield, pixel_grid
 
 from .conftest import CORPUS

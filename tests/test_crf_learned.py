@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import netdef
-from netdef.compiler.caffemodel import write_caffemodel
+from netdef.compiler.weights import write_caffemodel
 from netdef.crf import LearnedKernelMeanfield, PermutohedralLattice, _WidthGradient, pixel_grid
 
 from .test_crf import _scene, _softmax

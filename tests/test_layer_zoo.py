@@ -10,7 +10,7 @@ import torch
 
 import netdef
 from netdef.compiler.analysis import check_net
-from netdef.compiler.caffemodel import write_caffemodel
+from netdef.compiler.weights import write_caffemodel
 
 from .conftest import ROOT
 

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 import netdef
-from netdef.compiler.caffemodel import write_caffemodel
+from netdef.compiler.weights import write_caffemodel
 
 RNG = np.random.default_rng(0)
 X = RNG.standard_normal((2, 3, 4, 6)).astype(np.float32)

@@ -14,7 +14,7 @@ from google.protobuf import text_format
 
 import netdef
 from netdef.compiler.analysis import check_net
-from netdef.compiler.caffemodel import write_caffemodel
+from netdef.compiler.weights import write_caffemodel
 from netdef.proto import netdef_pb2 as pb
 
 from .conftest import CORPUS, corpus_files, corpus_id

@@ -14,7 +14,7 @@ import torch
 
 import netdef
 from netdef.compiler.analysis import check_net
-from netdef.compiler.caffemodel import write_caffemodel
+from netdef.compiler.weights import write_caffemodel
 
 from .conftest import corpus_id
 from .test_opencv_shapes import DEPLOY, FCN_EVAL, as_deploy, weight_shapes

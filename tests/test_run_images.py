@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from netdef.cli import main
-from netdef.compiler.caffemodel import write_caffemodel
+from netdef.compiler.weights import write_caffemodel
 
 RNG = np.random.default_rng(11)
 MEAN = (104.0, 117.0, 123.0)

@@ -10,7 +10,7 @@ import torch
 import netdef
 from netdef.cli import main
 from netdef.compiler import progress
-from netdef.compiler.caffemodel import write_caffemodel
+from netdef.compiler.weights import write_caffemodel
 
 RNG = np.random.default_rng(3)
 

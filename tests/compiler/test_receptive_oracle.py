@@ -19,7 +19,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import netdef
-from netdef.compiler.caffemodel import write_caffemodel
+from netdef.compiler.weights import write_caffemodel
 
 WIDTH = 200
 LONGEST = 1500  # blobs beyond it make the reference matrices too big

@@ -10,7 +10,7 @@ import torch
 from google.protobuf import text_format
 
 import netdef
-from netdef.compiler.caffemodel import write_caffemodel
+from netdef.compiler.weights import write_caffemodel
 from netdef.compiler.weights import read_caffemodel
 from netdef.proto import netdef_pb2 as pb
 
