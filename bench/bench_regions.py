@@ -29,7 +29,7 @@ import netdef
 from netdef.compiler.analysis import check_net
 from google.protobuf import text_format
 from netdef.proposals import capture
-from netdef.regions import region_nms
+from netdef.runtime.regions import region_nms
 from timing import timed  # bench/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -130,7 +130,7 @@ def capture(module: torch.nn.Module, size=None):
     """Record the Proposals of every image that goes through the module's RegionNMS
     layers while the context is open. `size` is the images' (height, width); by default
     the first pathway's grid times its stride."""
-    from .regions import RegionNMS
+    from .runtime.regions import RegionNMS
 
     found: list[Proposals] = []
 

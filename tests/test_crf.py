@@ -10,7 +10,7 @@ import torch
 
 import netdef
 from netdef.compiler.weights import write_caffemodel
-from netdef.crf import GaussianFilter, MultiStageMeanfield, pixel_grid
+from netdef.runtime.crf import GaussianFilter, MultiStageMeanfield, pixel_grid
 
 from .conftest import CORPUS
 

@@ -11,7 +11,7 @@ import torch
 
 import netdef
 from netdef.compiler.weights import write_caffemodel
-from netdef.crf import LearnedKernelMeanfield, PermutohedralLattice, _WidthGradient, pixel_grid
+from netdef.runtime.crf import LearnedKernelMeanfield, PermutohedralLattice, _WidthGradient, pixel_grid
 
 from .test_crf import _scene, _softmax
 

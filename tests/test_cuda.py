@@ -68,7 +68,7 @@ def test_full_width_region_net_learns_on_cuda():
 @cuda
 def test_region_nms_takes_cuda_inputs():
     """NMS runs on the CPU whatever the device; CUDA logits give the same regions, on CUDA."""
-    from netdef.regions import RegionNMS
+    from netdef.runtime.regions import RegionNMS
 
     torch.manual_seed(0)
     logits = [torch.randn(2, w * w, 24 // s, 32 // s) * 2 for s, w in ((2, 4), (4, 4))]

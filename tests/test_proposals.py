@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from netdef.proposals import Proposals, evaluate, kept_picture, overlaps, pathway_picture
-from netdef.regions import region_nms
+from netdef.runtime.regions import region_nms
 
 from .test_regions import _bilinear
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import netdef
-from netdef.regions import RegionLogisticLoss, RegionTranspose
+from netdef.runtime.regions import RegionLogisticLoss, RegionTranspose
 
 RNG = np.random.default_rng(4)
 
@@ -197,7 +197,7 @@ def nms_reference(logits, strides, windows, threshold):
 
 @pytest.mark.parametrize("seed", range(4))
 def test_nms_equals_the_quadratic_reference(seed):
-    from netdef.regions import region_nms
+    from netdef.runtime.regions import region_nms
     rng = np.random.default_rng(seed)
     strides, windows = [2, 4, 8], [4, 4, 2]
     height, width = 24, 32

@@ -75,7 +75,7 @@ def _caffe(param, classes: int) -> ModuleSpec:
         text = getattr(param, f"{kind}_filter_weights_str")
         diagonals[kind] = (_numbers(text, kind) if text
                            else [getattr(param, f"{kind}_filter_weight")] * classes)
-    return ModuleSpec("netdef.crf.MultiStageMeanfield", dict(
+    return ModuleSpec("netdef.runtime.crf.MultiStageMeanfield", dict(
         classes=classes, iterations=param.num_iterations, theta_alpha=param.theta_alpha,
         theta_beta=param.theta_beta, theta_gamma=param.theta_gamma,
         spatial_weights=diagonals["spatial"], bilateral_weights=diagonals["bilateral"]),
@@ -84,7 +84,7 @@ def _caffe(param, classes: int) -> ModuleSpec:
 
 def _learned_kernels(param) -> ModuleSpec:
     """Schwing & Urtasun: the widths start at the thetas (x, y; x, y, three colours)."""
-    return ModuleSpec("netdef.crf.LearnedKernelMeanfield", dict(
+    return ModuleSpec("netdef.runtime.crf.LearnedKernelMeanfield", dict(
         iterations=param.num_iterations,
         weights=[param.spatial_filter_weight, param.bilateral_filter_weight],
         spatial_widths=[param.theta_gamma] * 2,

@@ -46,7 +46,7 @@ class RegionLogisticLoss(LossRule):
     def lower(self, layer, ctx):
         param = layer.region_loss_param
         ignore = loss_settings(layer)["ignore_label"]
-        return ModuleSpec("netdef.regions.RegionLogisticLoss", dict(
+        return ModuleSpec("netdef.runtime.regions.RegionLogisticLoss", dict(
             stride=param.stride, window=param.window,
             cut_off="ignore" if param.cut_off == param.IGNORE else "negative",
             ignore_label=ignore, chunk_pixels=param.chunk_pixels))

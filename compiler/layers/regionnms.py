@@ -44,7 +44,7 @@ class RegionNMS(LayerRule):
 
     def lower(self, layer, ctx):
         param = layer.region_nms_param
-        return ModuleSpec("netdef.regions.RegionNMS", dict(
+        return ModuleSpec("netdef.runtime.regions.RegionNMS", dict(
             strides=list(param.stride), windows=list(param.window),
             threshold=round(param.threshold, 6)))
 

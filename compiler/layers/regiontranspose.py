@@ -49,7 +49,7 @@ class RegionTranspose(LayerRule):
 
     def lower(self, layer, ctx):
         param = layer.region_transpose_param
-        return ModuleSpec("netdef.regions.RegionTranspose",
+        return ModuleSpec("netdef.runtime.regions.RegionTranspose",
                           dict(window=param.window, padded=param.padded))
 
     def summary(self, layer):

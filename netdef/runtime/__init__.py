@@ -1,0 +1,22 @@
+"""Torch modules for the Caffe layers whose semantics no stock module has, by family.
+
+Compiled models import this package and torch only, and name every module as
+`netdef.runtime.X`, so this file re-exports each family's modules. Each class keeps Caffe's
+blob layout for its tensors, so weights copy in without transposes. The CRF-RNN head and the
+region net's layers live in `crf` and `regions`.
+"""
+from ._caffe import FLT_MIN, per_item  # noqa: F401
+from .pointwise import Power, Exp, Log, AbsVal, Threshold, Clip, Swish  # noqa: F401
+from .normalization import CaffeBatchNorm, Scale, Bias, BN, WithinChannelLRN, MVN  # noqa: F401
+from .pooling import CaffePool, StochasticPool, Unpool, SPP  # noqa: F401
+from .shape import (  # noqa: F401
+    Eltwise, Concat, Split, Slice, Crop, Flatten, Reshape, Interp, ArgMax, Reduction,
+    Tile, BatchReindex, Filter,
+)
+from .linear import InnerProduct, Embed, Im2col, Parameter  # noqa: F401
+from .loss import (  # noqa: F401
+    normalizer, SoftmaxWithLoss, SigmoidCrossEntropyLoss, EuclideanLoss, HingeLoss,
+    MultinomialLogisticLoss, InfogainLoss, ContrastiveLoss, Accuracy,
+)
+from .recurrent import RNN, lstm_unit, LSTM, LSTMUnit  # noqa: F401
+from .roi import ROIPooling  # noqa: F401

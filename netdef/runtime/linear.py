@@ -1,0 +1,60 @@
+"""Layers with a learned matrix in Caffe's blob layout: InnerProduct (axis, transpose),
+Embed, Im2col, Parameter."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class InnerProduct(nn.Module):
+    """Flattens from `axis`, then y = x W^T + b (W is N x K, or K x N when `transpose`)."""
+
+    def __init__(self, axis: int, inputs: int, outputs: int, bias: bool, transpose: bool = False):
+        super().__init__()
+        self.axis, self.transpose = axis, transpose
+        shape = (inputs, outputs) if transpose else (outputs, inputs)
+        self.weight = nn.Parameter(torch.empty(shape))
+        self.bias = nn.Parameter(torch.zeros(outputs)) if bias else None
+
+    def forward(self, x):
+        x = x.flatten(self.axis)
+        weight = self.weight.t() if self.transpose else self.weight
+        return F.linear(x, weight, self.bias)
+
+
+class Embed(nn.Module):
+    """Rows of W (input_dim x num_output, Caffe's layout) picked by integer-valued inputs."""
+
+    def __init__(self, input_dim: int, num_output: int, bias: bool):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(input_dim, num_output))
+        self.bias = nn.Parameter(torch.zeros(num_output)) if bias else None
+
+    def forward(self, x):
+        y = F.embedding(x.long(), self.weight)
+        return y + self.bias if self.bias is not None else y
+
+
+class Im2col(nn.Module):
+    """Convolution windows unfolded into channels: C x kh x kw values per output position."""
+
+    def __init__(self, kernel: tuple, stride: tuple, pad: tuple, dilation: tuple, out_size: tuple):
+        super().__init__()
+        self.kernel, self.stride, self.pad = tuple(kernel), tuple(stride), tuple(pad)
+        self.dilation, self.out_size = tuple(dilation), tuple(out_size)
+
+    def forward(self, x):
+        columns = F.unfold(x, self.kernel, self.dilation, self.pad, self.stride)
+        return columns.reshape(x.shape[0], -1, *self.out_size)
+
+
+class Parameter(nn.Module):
+    """A learned blob as the layer's output (Caffe's Parameter layer)."""
+
+    def __init__(self, shape: tuple):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(shape))
+
+    def forward(self):
+        return self.weight
