@@ -22,8 +22,8 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 from timing import timed  # noqa: E402
 
-from netdef.data import ItemSource  # noqa: E402
-from netdef.train import make_trainer  # noqa: E402
+from netdef.training.data import ItemSource  # noqa: E402
+from netdef.training.train import make_trainer  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -470,7 +470,7 @@ def cmd_upgrade(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .train import spawn_workers, train
+    from .training.train import spawn_workers, train
 
     if args.nproc < 1:
         raise UsageError("--nproc must be at least 1")
@@ -498,7 +498,7 @@ def _without_nproc(argv: list[str]) -> list[str]:
 
 
 def _folders(entries: list[str], split: str, args) -> dict:
-    from .data import FCN_MEAN, SegmentationFolder
+    from .training.data import FCN_MEAN, SegmentationFolder
 
     folders = {}
     for entry in entries:  # a bare DIR goes to the one data layer nothing else feeds

@@ -80,7 +80,7 @@ def test_region_nms_takes_cuda_inputs():
 
 @cuda
 def test_training_on_cuda_follows_cpu(workdir):  # noqa: F811
-    from netdef.train import train
+    from netdef.training.train import train
 
     solver = 'net: "net4.prototxt"\nbase_lr: 0.05\nlr_policy: "fixed"\nmomentum: 0.9\nmax_iter: 5\n'
     cpu = train(solver, log=False).module

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 import netdef
-from netdef.data import SegmentationFolder, SourceContext
-from netdef.train import build_net
+from netdef.training.data import SegmentationFolder, SourceContext
+from netdef.training.train import build_net
 
 
 def data_layer(text: str, tmp_path, phase="TEST"):

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from netdef.errors import SolverError
-from netdef.solver import learning_rate
-from netdef.train import make_trainer, read_solver
+from netdef.training.solver import learning_rate
+from netdef.training.train import make_trainer, read_solver
 
 NET = """
 name: "tiny"

@@ -12,7 +12,7 @@ import torch
 from safetensors.numpy import load_file
 
 import netdef
-from netdef.train import make_trainer, train
+from netdef.training.train import make_trainer, train
 from tests.conftest import ROOT
 
 NET = """name: "small"
@@ -180,7 +180,7 @@ def test_cli_errors_name_the_problem(workdir, cli):
 
 
 def test_ddp_hunts_unused_parameters_only_when_a_learnable_misses_the_loss(workdir):
-    from netdef.train import all_reach_the_loss
+    from netdef.training.train import all_reach_the_loss
 
     side = ('layer { name: "side" type: "InnerProduct" bottom: "data" top: "side" '
             'inner_product_param { num_output: 2 } }\n')

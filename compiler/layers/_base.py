@@ -102,8 +102,8 @@ class LayerRule:
         """Rewrite this type's legacy settings in place (Caffe's per-type upgrades)."""
 
     def data_source(self, layer, ctx):
-        """For data layers: the netdef.data Source that feeds the tops in training (ctx is a
-        netdef.data.SourceContext), or None where the user supplies the data."""
+        """For data layers: the netdef.training.data Source that feeds the tops in training (ctx is a
+        netdef.training.data.SourceContext), or None where the user supplies the data."""
         return None
 
     def input_shapes(self, layer) -> list[Shape | None]:

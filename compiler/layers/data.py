@@ -14,7 +14,7 @@ class Data(DataRule):
         yield from batch_issues(layer.data_param.batch_size, ("data_param",))
 
     def data_source(self, layer, ctx):
-        from netdef.data import data_error
+        from netdef.training.data import data_error
         raise data_error("netdef does not read LMDB/LevelDB databases; list the images for an "
                          "ImageData layer or write them to HDF5 for HDF5Data", ctx.net_path, layer)
 

@@ -26,7 +26,7 @@ class DummyData(DataRule):
                             _P + (name, 0))
 
     def data_source(self, layer, ctx):
-        from netdef.data import Dummy
+        from netdef.training.data import Dummy
         return Dummy(layer, ctx, self.input_shapes(layer))
 
     def input_shapes(self, layer):

@@ -12,7 +12,7 @@ class HDF5Data(DataRule):
     params = ("hdf5_data_param",)
 
     def data_source(self, layer, ctx):
-        from netdef.data import HDF5Files
+        from netdef.training.data import HDF5Files
         return HDF5Files(layer, ctx)
 
     def check_params(self, layer):

@@ -11,7 +11,7 @@ class ImageData(DataRule):
     params = ("image_data_param", "transform_param")
 
     def data_source(self, layer, ctx):
-        from netdef.data import ImageList
+        from netdef.training.data import ImageList
         return ImageList(layer, ctx)
 
     def input_shapes(self, layer):

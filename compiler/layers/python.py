@@ -18,7 +18,7 @@ class Python(LayerRule):
 
     def data_source(self, layer, ctx):
         """The FCN project's VOC layer is served built in; other classes need the flag."""
-        from netdef.data import python_source
+        from netdef.training.data import python_source
         return python_source(layer, ctx)
 
     def top_shapes(self, layer, bottoms):

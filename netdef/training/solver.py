@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .errors import Problem, SolverError, raise_if_errors
+from ..errors import Problem, SolverError, raise_if_errors
 
 # ------------------------------------------------------------------ learning-rate policies
 

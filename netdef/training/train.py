@@ -2,11 +2,11 @@
 
 The loop is Caffe's Solver::Step: test when test_interval says so (the TEST
 nets share the TRAIN net's tensors), run iter_size forward/backward passes
-that accumulate gradients of the weighted losses, log, update (netdef.solver),
+that accumulate gradients of the weighted losses, log, update (netdef.training.solver),
 snapshot. Under torch.distributed (torchrun's environment, or `--nproc N`,
 which launches it the same way) the net is wrapped in DistributedDataParallel,
 which averages gradients over ranks as Caffe's multi-GPU solver does, and each
-rank reads its own share of every global batch (netdef.data); rank 0 tests,
+rank reads its own share of every global batch (netdef.training.data); rank 0 tests,
 logs and snapshots.
 """
 from __future__ import annotations
@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .compiler.analysis import checked_net, reshape
-from .compiler.bind import build_module
-from .compiler.textformat import parse_message
-from .compiler.weights import layer_key
+from ..compiler.analysis import checked_net, reshape
+from ..compiler.bind import build_module
+from ..compiler.textformat import parse_message
+from ..compiler.weights import layer_key
 from .data import SourceContext, resolve_near
-from .errors import DataError, Problem, SolverError, raise_if_errors
-from .proto import netdef_pb2 as pb
+from ..errors import DataError, Problem, SolverError, raise_if_errors
+from ..proto import netdef_pb2 as pb
 from .solver import Learnable, Solver, check_solver, solver_type
 
 
@@ -77,7 +77,7 @@ def check_snapshot_folder(solver_file: SolverFile) -> None:
 
 def read_solver(source) -> SolverFile:
     """A solver.prototxt (path or text), checked: every problem at once."""
-    from .compiler.parse import read_source
+    from ..compiler.parse import read_source
 
     content, path = read_source(source)
     text = content.decode("utf-8", "replace") if isinstance(content, bytes) else content
@@ -441,7 +441,7 @@ class Trainer:
             return None
         from safetensors.torch import save_file
 
-        from .compiler.safetensors_io import write_safetensors
+        from ..compiler.safetensors_io import write_safetensors
         base = f"{self.solver_file.snapshot_prefix}_iter_{self.iteration}"
         for path in (base + ".safetensors", base + ".solverstate.safetensors"):
             if os.path.exists(path):
@@ -550,7 +550,7 @@ def make_trainer(solver, *, data=None, test_data=None, weights=None, resume=None
                  dtype=None, allow_python_layers: bool = False, seed: int | None = None,
                  log: bool = True, progress: bool = True, surgery=None,
                  snapshot_prefix: str | None = None) -> Trainer:
-    """A ready Trainer. `data` maps a data layer (or top) name to a netdef.data Source for
+    """A ready Trainer. `data` maps a data layer (or top) name to a netdef.training.data Source for
     layers the file cannot feed (Input layers), `test_data` likewise for the TEST nets;
     `weights` initialises from a caffemodel or safetensors file, with load()'s net surgery
     options in `surgery` (convolutionalize, expand_score, and literal_crops for every net);

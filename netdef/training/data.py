@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .compiler.sidefiles import read_lines
+from ..compiler.sidefiles import read_lines
 
-from .errors import DataError, Problem
+from ..errors import DataError, Problem
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".tif", ".tiff")
 # The ILSVRC mean in BGR order, as the FCN project's data layers subtract it
@@ -280,7 +280,7 @@ class Dummy(ItemSource):
         return 1 << 30
 
     def item(self, index, rng):
-        from .compiler.fillers import fill
+        from ..compiler.fillers import fill
 
         return [fill(shape[1:], filler, rng) for shape, filler in zip(self.shapes, self.fillers)]
 
@@ -397,7 +397,7 @@ class PythonLayer(Source):
         if os.path.isdir(folder) and folder not in sys.path:
             sys.path.insert(0, folder)
         if "caffe" not in sys.modules and importlib.util.find_spec("caffe") is None:
-            from . import spec
+            from .. import spec
             sys.modules["caffe"] = spec
         try:
             cls = getattr(importlib.import_module(param.module), param.layer)
@@ -434,7 +434,7 @@ class PythonLayer(Source):
 
 def _mean_image(path: str, ctx) -> np.ndarray:
     """transform_param.mean_file: a BlobProto of C x H x W (leading axes of 1 allowed)."""
-    from .compiler.weights import WireError, read_blob_file
+    from ..compiler.weights import WireError, read_blob_file
 
     try:
         blob = read_blob_file(path)
