@@ -18,7 +18,7 @@ from torch import fx, nn
 from netdef.errors import LoweringError, Problem, raise_if_errors
 
 from .ir import Layer, Net
-from .layers._lowering import LoweringContext, LoweringIssue, ModuleSpec
+from .modules import LoweringContext, LoweringIssue, ModuleSpec
 
 
 def lower(net: Net) -> fx.GraphModule:

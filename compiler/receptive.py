@@ -11,7 +11,7 @@ from netdef.errors import Problem
 
 from .ir import Layer, Net
 from .layers import ShapeIssue
-from .layers._spatial import EVERYWHERE, AxisMap, SpatialBottom, SpatialContext
+from .spatial import EVERYWHERE, AxisMap, SpatialBottom, SpatialContext
 
 
 def infer_fields(net: Net, solve_crops: bool = True) -> list[Problem]:

@@ -99,8 +99,6 @@ class Problem:
         parts.append(self.message)
         return " ".join(parts)
 
-    def as_error(self) -> NetdefError:
-        return self.kind(problems=[self])
 
 
 def raise_if_errors(problems: list[Problem]) -> None:

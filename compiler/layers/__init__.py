@@ -1,8 +1,11 @@
 """One LayerRule class per Caffe layer type, one module each; `registry()` finds them.
 
-A rule holds everything netdef knows about its type: arity, parameter
-validation, the shape rule (and, as netdef grows, the spatial rule and the
-torch lowering). Passes ask the rule; they never test `layer.type`.
+A rule holds everything netdef knows about its type: arity, parameter validation, the
+shape rule, the coordinate map (receptive fields), the module it lowers to (a
+`netdef.runtime` or torch.nn constructor), its fillers and learned-blob shapes. Passes ask the
+rule; they never test `layer.type`. The shared algebra the rules use lives beside the passes:
+`compiler/spatial.py` (coordinate maps), `compiler/window.py` (kernels, strides, pads) and
+`compiler/modules.py` (what `lower` returns). The files starting with `_` are rule bases.
 """
 from __future__ import annotations
 

@@ -32,7 +32,8 @@ class ShapeIssue(Exception):
 
 
 def register(cls):
-    """Class decorator: make `cls` the rule for its `type_name`."""
+    """Class decorator: make `cls` the rule for its `type_name`, by default the class name."""
+    cls.type_name = cls.__dict__.get("type_name") or cls.__name__
     if cls.type_name in _RULES:
         raise RuntimeError(f"layer type {cls.type_name!r} registered twice")
     _RULES[cls.type_name] = cls()
@@ -52,7 +53,7 @@ class LayerRule:
     the coordinate map and receptive field.
     """
 
-    type_name: str = ""
+    type_name: str = ""  # the prototxt `type`; @register sets it to the class name
     description: str = ""
     family: str = "other"  # conv, pool, pointwise, norm, merge, reshape, data, loss, sink, crf
     bottoms: tuple[int, int | None] = (1, 1)  # (min, max); None: no maximum
@@ -83,7 +84,7 @@ class LayerRule:
     def lower(self, layer, ctx):
         """A ModuleSpec (see _lowering) computing the tops from the bottoms with Caffe's
         semantics, or None for layers that compute nothing (Silence)."""
-        from ._lowering import LoweringIssue
+        from ..modules import LoweringIssue
         raise LoweringIssue(f"netdef cannot run {self.type_name} layers yet")
 
     def fillers(self, layer) -> tuple:

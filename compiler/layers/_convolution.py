@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 from ._base import Issue, LayerRule, ShapeIssue, canonical_axis, zero_fields
-from ._spatial import AxisMap, map_axes
-from ._window import Window, conv_window, too_small
-from ._window import window_text
-from ._lowering import LoweringIssue, torch_nn
+from ..spatial import AxisMap, map_axes
+from ..window import Window, conv_window, too_small
+from ..window import window_text
+from ..modules import LoweringIssue, torch_nn
 
 _P = ("convolution_param",)
 

@@ -3,7 +3,7 @@ input N x ..., and with expose_hidden the initial states in and the final states
 from __future__ import annotations
 
 from ._base import Issue, LayerRule, ShapeIssue, count, fmt
-from ._lowering import runtime
+from ..modules import runtime
 
 _P = ("recurrent_param",)
 

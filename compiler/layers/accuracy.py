@@ -2,12 +2,11 @@ from __future__ import annotations
 
 from ._base import Issue, canonical_axis, register
 from ._loss import LossRule, labels_per_position
-from ._lowering import runtime
+from ..modules import runtime
 
 
 @register
 class Accuracy(LossRule):
-    type_name = "Accuracy"
     description = "top_k classification accuracy (second top: accuracy per class)"
     family = "loss"
     loss_weight = 0.0  # a metric, not an objective

@@ -1,14 +1,13 @@
 from __future__ import annotations
 
 from ._base import Issue, LayerRule, ShapeIssue, canonical_axis, count, register
-from ._lowering import runtime
+from ..modules import runtime
 
 _P = ("argmax_param",)
 
 
 @register
 class ArgMax(LayerRule):
-    type_name = "ArgMax"
     description = "indices (and optionally values) of the top_k largest entries along axis"
     family = "reshape"
     params = ("argmax_param",)

@@ -2,12 +2,11 @@ from __future__ import annotations
 
 from ._base import register
 from ._pointwise import PointwiseRule
-from ._lowering import runtime
+from ..modules import runtime
 
 
 @register
 class BatchNorm(PointwiseRule):
-    type_name = "BatchNorm"
     description = "normalises by batch statistics, or by stored mean/variance (divided by the scale blob)"
     family = "norm"
     params = ("batch_norm_param",)

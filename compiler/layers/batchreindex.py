@@ -1,12 +1,11 @@
 from __future__ import annotations
 
 from ._base import LayerRule, ShapeIssue, fmt, register
-from ._lowering import runtime
+from ..modules import runtime
 
 
 @register
 class BatchReindex(LayerRule):
-    type_name = "BatchReindex"
     description = "gathers items of bottom 0 at the indices in bottom 1"
     family = "reshape"
     bottoms = (2, 2)

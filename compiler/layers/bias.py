@@ -2,12 +2,11 @@ from __future__ import annotations
 
 from ._base import register
 from ._broadcast import BroadcastRule
-from ._lowering import runtime
+from ..modules import runtime
 
 
 @register
 class Bias(BroadcastRule):
-    type_name = "Bias"
     description = "adds a learned or given (bottom 1) term over axes from axis"
     params = ("bias_param",)
 

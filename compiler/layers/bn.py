@@ -2,12 +2,11 @@ from __future__ import annotations
 
 from ._base import ShapeIssue, fmt, register
 from ._pointwise import PointwiseRule
-from ._lowering import runtime
+from ..modules import runtime
 
 
 @register
 class BN(PointwiseRule):
-    type_name = "BN"
     description = "dialect (PSPNet): batch normalisation fused with a per-channel scale and shift"
     family = "norm"
     params = ("bn_param",)

@@ -2,12 +2,11 @@ from __future__ import annotations
 
 from ._base import register
 from ._pointwise import PointwiseRule
-from ._lowering import torch_nn
+from ..modules import torch_nn
 
 
 @register
 class BNLL(PointwiseRule):
-    type_name = "BNLL"
     description = "log(1 + exp(x)), the binomial normal log likelihood"
     params = ()
 

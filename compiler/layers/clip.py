@@ -2,14 +2,13 @@ from __future__ import annotations
 
 from ._base import Issue, register
 from ._pointwise import PointwiseRule
-from ._lowering import runtime
+from ..modules import runtime
 
 _P = ("clip_param",)
 
 
 @register
 class Clip(PointwiseRule):
-    type_name = "Clip"
     description = "clamps x to [min, max]"
     params = ("clip_param",)
 

@@ -1,14 +1,13 @@
 from __future__ import annotations
 
 from ._base import LayerRule, ShapeIssue, canonical_axis, fmt, register
-from ._lowering import runtime
+from ..modules import runtime
 
 _P = ("concat_param",)
 
 
 @register
 class Concat(LayerRule):
-    type_name = "Concat"
     description = "joins bottoms along axis (default 1); all other axes must agree"
     family = "merge"
     bottoms = (1, None)

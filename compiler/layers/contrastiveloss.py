@@ -2,12 +2,11 @@ from __future__ import annotations
 
 from ._base import register
 from ._loss import LossRule, labels_per_item, same_count
-from ._lowering import runtime
+from ..modules import runtime
 
 
 @register
 class ContrastiveLoss(LossRule):
-    type_name = "ContrastiveLoss"
     description = "siamese loss on two feature bottoms and a similar/dissimilar label"
     bottoms = (3, 3)
     params = ("loss_param", "contrastive_loss_param")

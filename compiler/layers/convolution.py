@@ -6,5 +6,4 @@ from ._convolution import ConvolutionLike
 
 @register
 class Convolution(ConvolutionLike):
-    type_name = "Convolution"
     description = "N-d convolution: groups, dilation (or DeepLab's hole), optional bias"

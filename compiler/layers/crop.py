@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 from ._base import LayerRule, ShapeIssue, canonical_axis, fmt, register
-from ._spatial import EVERYWHERE, number
-from ._lowering import runtime
+from ..spatial import EVERYWHERE, number
+from ..modules import runtime
 
 _P = ("crop_param",)
 
@@ -14,7 +14,6 @@ class Crop(LayerRule):
     netdef solves the offsets from the coordinate maps and says so. Written
     offsets are used as written and checked against the maps."""
 
-    type_name = "Crop"
     description = "crops bottom 0 to bottom 1's size from axis (default 2) on, at the given offsets"
     family = "reshape"
     bottoms = (2, 2)

@@ -6,7 +6,6 @@ from ._data import DataRule, batch_issues, with_label
 
 @register
 class Data(DataRule):
-    type_name = "Data"
     description = "reads Datum records from LevelDB/LMDB (image shape comes from the database)"
     params = ("data_param", "transform_param")
 

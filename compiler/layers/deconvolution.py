@@ -6,7 +6,6 @@ from ._convolution import ConvolutionLike, axis_label
 
 @register
 class Deconvolution(ConvolutionLike):
-    type_name = "Deconvolution"
     description = "transposed convolution (learned or bilinear upsampling); weights C_in x C_out/g"
     torch_module = "ConvTranspose"  # same weight layout as Caffe: C_in x C_out/g x k x k
 

@@ -6,7 +6,6 @@ from ._data import DataRule
 
 @register
 class DenseImageData(DataRule):
-    type_name = "DenseImageData"
     description = "dialect (SegNet): images with dense label images, listed in a text file"
     tops = (2, 2)
     params = ("dense_image_data_param", "transform_param")

@@ -2,12 +2,11 @@ from __future__ import annotations
 
 from ._base import Issue, register
 from ._pointwise import PointwiseRule
-from ._lowering import torch_nn
+from ..modules import torch_nn
 
 
 @register
 class Dropout(PointwiseRule):
-    type_name = "Dropout"
     description = "zeroes a dropout_ratio share at train time and scales the rest; identity at test"
     params = ("dropout_param",)
 

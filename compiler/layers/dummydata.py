@@ -9,7 +9,6 @@ _LEGACY = ("num", "channels", "height", "width")
 
 @register
 class DummyData(DataRule):
-    type_name = "DummyData"
     description = "constant or random blobs of given shapes, from its fillers"
     tops = (1, None)
     params = ("dummy_data_param",)

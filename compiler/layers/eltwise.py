@@ -3,14 +3,13 @@ from __future__ import annotations
 from netdef.proto import netdef_pb2 as pb
 
 from ._base import Issue, LayerRule, register, require_same_shapes
-from ._lowering import runtime
+from ..modules import runtime
 
 _P = ("eltwise_param",)
 
 
 @register
 class Eltwise(LayerRule):
-    type_name = "Eltwise"
     description = "elementwise PROD, SUM (with coeff per bottom) or MAX of equally shaped bottoms"
     family = "merge"
     bottoms = (2, None)

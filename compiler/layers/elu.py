@@ -2,12 +2,11 @@ from __future__ import annotations
 
 from ._base import register
 from ._pointwise import PointwiseRule
-from ._lowering import torch_nn
+from ..modules import torch_nn
 
 
 @register
 class ELU(PointwiseRule):
-    type_name = "ELU"
     description = "x if x > 0 else alpha * (exp(x) - 1)"
     params = ("elu_param",)
 

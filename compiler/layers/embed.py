@@ -1,14 +1,13 @@
 from __future__ import annotations
 
 from ._base import Issue, LayerRule, register
-from ._lowering import runtime
+from ..modules import runtime
 
 _P = ("embed_param",)
 
 
 @register
 class Embed(LayerRule):
-    type_name = "Embed"
     description = "looks up a learned num_output vector for each integer index in [0, input_dim)"
     family = "conv"
     params = ("embed_param",)

@@ -2,12 +2,11 @@ from __future__ import annotations
 
 from ._base import register
 from ._loss import LossRule, same_count
-from ._lowering import runtime
+from ..modules import runtime
 
 
 @register
 class EuclideanLoss(LossRule):
-    type_name = "EuclideanLoss"
     description = "sum of squared differences / (2N)"
 
     def check_label(self, layer, bottoms):

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
 from ._base import LayerRule, ShapeIssue, count, register
-from ._lowering import runtime
+from ..modules import runtime
 
 
 @register
 class Filter(LayerRule):
-    type_name = "Filter"
     description = "keeps the items whose selector (last bottom) is non-zero; batch size is data-dependent"
     family = "reshape"
     bottoms = (2, None)

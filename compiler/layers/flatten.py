@@ -1,14 +1,13 @@
 from __future__ import annotations
 
 from ._base import LayerRule, ShapeIssue, canonical_axis, count, register
-from ._lowering import runtime
+from ..modules import runtime
 
 _P = ("flatten_param",)
 
 
 @register
 class Flatten(LayerRule):
-    type_name = "Flatten"
     description = "merges axes axis..end_axis (default 1..-1) into one"
     family = "reshape"
     params = ("flatten_param",)

@@ -6,7 +6,6 @@ from ._data import DataRule, batch_issues
 
 @register
 class HDF5Data(DataRule):
-    type_name = "HDF5Data"
     description = "reads datasets named after its tops from the HDF5 files listed in source"
     tops = (1, None)
     params = ("hdf5_data_param",)

@@ -6,7 +6,6 @@ from ._sink import SinkRule
 
 @register
 class HDF5Output(SinkRule):
-    type_name = "HDF5Output"
     description = "writes its two bottoms (data, label) to an HDF5 file"
     bottoms = (2, 2)
     params = ("hdf5_output_param",)

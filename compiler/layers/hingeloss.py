@@ -4,12 +4,11 @@ from netdef.proto import netdef_pb2 as pb
 
 from ._base import register
 from ._loss import LossRule, labels_per_item
-from ._lowering import runtime
+from ..modules import runtime
 
 
 @register
 class HingeLoss(LossRule):
-    type_name = "HingeLoss"
     description = "one-vs-all hinge loss (L1 or L2) for classification"
     params = ("loss_param", "hinge_loss_param")
 

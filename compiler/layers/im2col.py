@@ -4,13 +4,12 @@ import math
 
 from ._base import register
 from ._convolution import ConvolutionLike
-from ._lowering import runtime
-from ._window import conv_window
+from ..modules import runtime
+from ..window import conv_window
 
 
 @register
 class Im2col(ConvolutionLike):
-    type_name = "Im2col"
     description = "unfolds convolution windows into channels (C * prod(kernel))"
     family = "reshape"
     needs_num_output = False

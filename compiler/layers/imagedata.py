@@ -6,7 +6,6 @@ from ._data import DataRule, image_side, with_label
 
 @register
 class ImageData(DataRule):
-    type_name = "ImageData"
     description = "reads images listed in a text file with their labels"
     params = ("image_data_param", "transform_param")
 

@@ -6,7 +6,6 @@ from ._data import DataRule
 
 @register
 class ImageLabelmapData(DataRule):
-    type_name = "ImageLabelmapData"
     description = "dialect (HED): images with edge label maps, listed in a text file"
     tops = (2, 2)
     params = ("image_data_param", "transform_param")

@@ -6,7 +6,6 @@ from ._data import DataRule, image_side
 
 @register
 class ImageSegData(DataRule):
-    type_name = "ImageSegData"
     description = "dialect (DeepLab): images with label maps; optional third top of image sizes"
     tops = (2, 3)
     params = ("image_data_param", "transform_param")

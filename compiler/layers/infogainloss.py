@@ -2,12 +2,11 @@ from __future__ import annotations
 
 from ._base import Issue, register
 from ._loss import LossRule, labels_per_position, loss_settings
-from ._lowering import LoweringIssue, runtime
+from ..modules import LoweringIssue, runtime
 
 
 @register
 class InfogainLoss(LossRule):
-    type_name = "InfogainLoss"
     description = "softmax + log loss weighted by an infogain matrix H (file or bottom 2)"
     bottoms = (2, 3)
     tops = (0, 2)

@@ -1,14 +1,13 @@
 from __future__ import annotations
 
 from ._base import Issue, LayerRule, canonical_axis, count, register
-from ._lowering import runtime
+from ..modules import runtime
 
 _P = ("inner_product_param",)
 
 
 @register
 class InnerProduct(LayerRule):
-    type_name = "InnerProduct"
     description = "fully connected: flattens from axis (default 1), optional transposed weights"
     family = "conv"
     params = ("inner_product_param",)

@@ -9,7 +9,6 @@ _P = ("input_param",)
 
 @register
 class Input(DataRule):
-    type_name = "Input"
     description = "declares net inputs and their shapes (legacy input/input_dim upgrade to this)"
     tops = (1, None)
     params = ("input_param",)

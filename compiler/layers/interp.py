@@ -3,15 +3,14 @@ from __future__ import annotations
 from fractions import Fraction
 
 from ._base import Issue, LayerRule, ShapeIssue, fmt, register
-from ._spatial import map_axes
-from ._lowering import runtime
+from ..spatial import map_axes
+from ..modules import runtime
 
 _P = ("interp_param",)
 
 
 @register
 class Interp(LayerRule):
-    type_name = "Interp"
     description = "dialect (DeepLab/PSPNet): bilinear resize by zoom/shrink factor, to a size, or to bottom 1"
     family = "reshape"
     bottoms = (1, 2)

@@ -2,12 +2,11 @@ from __future__ import annotations
 
 from ._base import Issue, register
 from ._pointwise import PointwiseRule
-from ._lowering import runtime
+from ..modules import runtime
 
 
 @register
 class Log(PointwiseRule):
-    type_name = "Log"
     description = "log_base(shift + scale * x); base -1 means e"
     params = ("log_param",)
 

@@ -4,15 +4,14 @@ from netdef.proto import netdef_pb2 as pb
 
 from ._base import Issue, ShapeIssue, fmt, register
 from ._pointwise import PointwiseRule
-from ._spatial import map_axes
-from ._lowering import runtime, torch_nn
+from ..spatial import map_axes
+from ..modules import runtime, torch_nn
 
 _P = ("lrn_param",)
 
 
 @register
 class LRN(PointwiseRule):
-    type_name = "LRN"
     description = "local response normalisation across channels (alpha / n) or within a channel (alpha / n^2)"
     family = "norm"
     params = ("lrn_param",)

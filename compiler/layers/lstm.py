@@ -6,7 +6,6 @@ from ._recurrent import RecurrentRule
 
 @register
 class LSTM(RecurrentRule):
-    type_name = "LSTM"
     description = "long short-term memory over T time steps (Caffe's unrolled LSTMUnit net)"
     states = 2
     blob_names = ("input_weight", "input_bias", "static_weight", "hidden_weight")

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
 from ._base import LayerRule, ShapeIssue, fmt, register
-from ._lowering import runtime
+from ..modules import runtime
 
 
 @register
 class LSTMUnit(LayerRule):
-    type_name = "LSTMUnit"
     description = "one LSTM step: previous cell 1 x N x H, gates 1 x N x 4H (i, f, o, g), cont 1 x N"
     family = "pointwise"
     bottoms = (3, 3)

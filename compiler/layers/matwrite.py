@@ -6,6 +6,5 @@ from ._sink import SinkRule
 
 @register
 class MatWrite(SinkRule):
-    type_name = "MatWrite"
     description = "dialect (DeepLab): writes its bottom to .mat files; a sink"
     params = ("mat_write_param",)

@@ -8,7 +8,6 @@ _FIELDS = ("batch_size", "channels", "height", "width")
 
 @register
 class MemoryData(DataRule):
-    type_name = "MemoryData"
     description = "data handed in from memory by the caller"
     tops = (2, 2)
     params = ("memory_data_param", "transform_param")

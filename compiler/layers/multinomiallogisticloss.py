@@ -2,12 +2,11 @@ from __future__ import annotations
 
 from ._base import register
 from ._loss import LossRule, labels_per_item
-from ._lowering import runtime
+from ..modules import runtime
 
 
 @register
 class MultinomialLogisticLoss(LossRule):
-    type_name = "MultinomialLogisticLoss"
     description = "-log(probability of the true class), on probabilities"
 
     def check_label(self, layer, bottoms):

@@ -3,7 +3,7 @@ from __future__ import annotations
 from netdef.errors import ParameterError
 
 from ._base import Issue, LayerRule, ShapeIssue, fmt, register
-from ._lowering import ModuleSpec
+from ..modules import ModuleSpec
 
 _P = ("multi_stage_meanfield_param",)
 
@@ -12,7 +12,6 @@ _P = ("multi_stage_meanfield_param",)
 class MultiStageMeanfield(LayerRule):
     """CRF-RNN: bottoms are the unary logits, the first iteration's logits and the image."""
 
-    type_name = "MultiStageMeanfield"
     description = "dialect (CRF-RNN): T mean-field iterations of a dense CRF with Gaussian kernels"
     family = "crf"
     bottoms = (3, 3)

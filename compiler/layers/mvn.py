@@ -2,12 +2,11 @@ from __future__ import annotations
 
 from ._base import register
 from ._pointwise import PointwiseRule
-from ._lowering import runtime
+from ..modules import runtime
 
 
 @register
 class MVN(PointwiseRule):
-    type_name = "MVN"
     description = "mean (and variance) normalisation per sample, per channel or across channels"
     family = "norm"
     params = ("mvn_param",)

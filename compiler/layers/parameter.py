@@ -1,12 +1,11 @@
 from __future__ import annotations
 
 from ._base import LayerRule, register
-from ._lowering import runtime
+from ..modules import runtime
 
 
 @register
 class Parameter(LayerRule):
-    type_name = "Parameter"
     description = "exposes a learned blob of the given shape as its top"
     family = "data"
     bottoms = (0, 0)

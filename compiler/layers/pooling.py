@@ -3,16 +3,15 @@ from __future__ import annotations
 from netdef.proto import netdef_pb2 as pb
 
 from ._base import Issue, LayerRule, ShapeIssue, fmt, register, zero_fields
-from ._spatial import map_axes
-from ._window import pool_window, window_text
-from ._lowering import LoweringIssue, runtime, torch_nn
+from ..spatial import map_axes
+from ..window import pool_window, window_text
+from ..modules import LoweringIssue, runtime, torch_nn
 
 _P = ("pooling_param",)
 
 
 @register
 class Pooling(LayerRule):
-    type_name = "Pooling"
     description = "max/average/stochastic pooling; Caffe's ceil rounding with the padding correction"
     family = "pool"
     tops = (1, 2)  # a MAX pooling may expose its argmax mask (SegNet/ENet)

@@ -2,12 +2,11 @@ from __future__ import annotations
 
 from ._base import register
 from ._pointwise import PointwiseRule
-from ._lowering import runtime
+from ..modules import runtime
 
 
 @register
 class Power(PointwiseRule):
-    type_name = "Power"
     description = "(shift + scale * x) ^ power"
     params = ("power_param",)
 

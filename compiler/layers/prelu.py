@@ -2,12 +2,11 @@ from __future__ import annotations
 
 from ._base import ShapeIssue, fmt, register
 from ._pointwise import PointwiseRule
-from ._lowering import torch_nn
+from ..modules import torch_nn
 
 
 @register
 class PReLU(PointwiseRule):
-    type_name = "PReLU"
     description = "ReLU with a learned negative slope per channel (or one shared)"
     params = ("prelu_param",)
 

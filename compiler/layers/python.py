@@ -8,7 +8,6 @@ class Python(LayerRule):
     """A user's Python class. netdef never imports it while checking: its tops
     are sized by the user (`--input NAME=...`), like data layers'."""
 
-    type_name = "Python"
     description = "a user's Python layer (never imported without --allow-python-layers)"
     family = "data"
     bottoms = (0, None)

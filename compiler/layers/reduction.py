@@ -3,12 +3,11 @@ from __future__ import annotations
 from netdef.proto import netdef_pb2 as pb
 
 from ._base import LayerRule, canonical_axis, register
-from ._lowering import runtime
+from ..modules import runtime
 
 
 @register
 class Reduction(LayerRule):
-    type_name = "Reduction"
     description = "SUM, ASUM, SUMSQ or MEAN over axis and every axis after it"
     family = "reshape"
     params = ("reduction_param",)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from ._base import Issue, ShapeIssue, fmt, register
 from ._loss import LossRule, loss_settings
-from ._lowering import ModuleSpec
+from ..modules import ModuleSpec
 
 _P = ("region_loss_param",)
 
@@ -14,7 +14,6 @@ class RegionLogisticLoss(LossRule):
     region's mask is upsampled by the stride on the fly, in chunks, and scored with sigmoid
     cross-entropy against the centre pixel's segment."""
 
-    type_name = "RegionLogisticLoss"
     description = "netdef (region net): per-region sigmoid cross-entropy at full resolution"
     params = ("region_loss_param", "loss_param")
 

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from ._base import Issue, LayerRule, ShapeIssue, fmt, register
-from ._lowering import ModuleSpec
+from ..modules import ModuleSpec
 
 _P = ("region_nms_param",)
 
@@ -13,7 +13,6 @@ class RegionNMS(LayerRule):
     window; the top lists the kept regions (image, pathway, row, column, score), a count
     known only at run time."""
 
-    type_name = "RegionNMS"
     description = "netdef (region net): greedy NMS across pathways on coarse masks, linear time"
     family = "sink"
     bottoms = (1, None)

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 from ._base import Issue, LayerRule, ShapeIssue, fmt, register
-from ._lowering import ModuleSpec
-from ._spatial import map_axes
+from ..modules import ModuleSpec
+from ..spatial import map_axes
 
 _P = ("region_transpose_param",)
 
@@ -14,7 +14,6 @@ class RegionTranspose(LayerRule):
     output plane is an input plane shifted by its offset, so a region's receptive field
     widens by w - 2 cells (offsets -(h-1) .. h-1 carry data; a = 0 or b = 0 is zeroed)."""
 
-    type_name = "RegionTranspose"
     description = "netdef (region net): p^T(x, D) = p(x + D, -D) over w x w region windows"
     family = "reshape"
     params = ("region_transpose_param",)

@@ -2,12 +2,11 @@ from __future__ import annotations
 
 from ._base import register
 from ._pointwise import PointwiseRule
-from ._lowering import torch_nn
+from ..modules import torch_nn
 
 
 @register
 class ReLU(PointwiseRule):
-    type_name = "ReLU"
     description = "max(x, 0) + negative_slope * min(x, 0)"
     params = ("relu_param",)
 

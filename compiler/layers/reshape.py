@@ -1,14 +1,13 @@
 from __future__ import annotations
 
 from ._base import LayerRule, ShapeIssue, count, fmt, register
-from ._lowering import runtime
+from ..modules import runtime
 
 _P = ("reshape_param",)
 
 
 @register
 class Reshape(LayerRule):
-    type_name = "Reshape"
     description = "new shape for axes [axis, axis+num_axes); 0 copies a dim, -1 infers one"
     family = "reshape"
     params = ("reshape_param",)

@@ -1,14 +1,13 @@
 from __future__ import annotations
 
 from ._base import Issue, LayerRule, ShapeIssue, fmt, register
-from ._lowering import runtime
+from ..modules import runtime
 
 _P = ("roi_pooling_param",)
 
 
 @register
 class ROIPooling(LayerRule):
-    type_name = "ROIPooling"
     description = "dialect (fast-rcnn): max-pools each region (bottom 1, R x 5) to pooled_h x pooled_w"
     family = "pool"
     bottoms = (2, 2)

@@ -2,12 +2,11 @@ from __future__ import annotations
 
 from ._base import register
 from ._broadcast import BroadcastRule
-from ._lowering import runtime
+from ..modules import runtime
 
 
 @register
 class Scale(BroadcastRule):
-    type_name = "Scale"
     description = "multiplies by a learned or given (bottom 1) factor over axes from axis; optional bias"
     params = ("scale_param",)
 

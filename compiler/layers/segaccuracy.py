@@ -6,7 +6,6 @@ from ._loss import LossRule
 
 @register
 class SegAccuracy(LossRule):
-    type_name = "SegAccuracy"
     description = "dialect (DeepLab): pixel accuracy, class accuracy or IoU of a segmentation"
     tops = (1, 1)
     loss_weight = 0.0  # a metric, not an objective

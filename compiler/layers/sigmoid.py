@@ -2,12 +2,11 @@ from __future__ import annotations
 
 from ._base import register
 from ._pointwise import PointwiseRule
-from ._lowering import torch_nn
+from ..modules import torch_nn
 
 
 @register
 class Sigmoid(PointwiseRule):
-    type_name = "Sigmoid"
     description = "1 / (1 + exp(-x))"
     params = ("sigmoid_param",)
 

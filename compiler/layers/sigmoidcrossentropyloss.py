@@ -2,12 +2,11 @@ from __future__ import annotations
 
 from ._base import register
 from ._loss import LossRule, same_count, loss_settings
-from ._lowering import runtime
+from ..modules import runtime
 
 
 @register
 class SigmoidCrossEntropyLoss(LossRule):
-    type_name = "SigmoidCrossEntropyLoss"
     description = "sigmoid + cross-entropy against targets in [0, 1]"
     params = ("loss_param", "sigmoid_param")
 

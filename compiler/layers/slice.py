@@ -1,14 +1,13 @@
 from __future__ import annotations
 
 from ._base import Issue, LayerRule, ShapeIssue, canonical_axis, register
-from ._lowering import runtime
+from ..modules import runtime
 
 _P = ("slice_param",)
 
 
 @register
 class Slice(LayerRule):
-    type_name = "Slice"
     description = "cuts bottom along axis (default 1) at slice_point(s), or into equal parts"
     family = "reshape"
     tops = (1, None)

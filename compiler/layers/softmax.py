@@ -2,12 +2,11 @@ from __future__ import annotations
 
 from ._base import canonical_axis, register
 from ._pointwise import PointwiseRule
-from ._lowering import torch_nn
+from ..modules import torch_nn
 
 
 @register
 class Softmax(PointwiseRule):
-    type_name = "Softmax"
     description = "softmax along axis (default 1, the channels)"
     family = "norm"
     params = ("softmax_param",)

@@ -2,12 +2,11 @@ from __future__ import annotations
 
 from ._base import register
 from ._loss import LossRule, labels_per_position, loss_settings
-from ._lowering import runtime
+from ..modules import runtime
 
 
 @register
 class SoftmaxWithLoss(LossRule):
-    type_name = "SoftmaxWithLoss"
     description = "softmax + multinomial log loss; ignore_label and normalization modes"
     tops = (0, 2)  # the optional second top is the softmax output
     params = ("loss_param", "softmax_param")

@@ -1,12 +1,11 @@
 from __future__ import annotations
 
 from ._base import LayerRule, register
-from ._lowering import runtime
+from ..modules import runtime
 
 
 @register
 class Split(LayerRule):
-    type_name = "Split"
     description = "copies its bottom to every top (gradients are summed)"
     family = "reshape"
     tops = (1, None)

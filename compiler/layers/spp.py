@@ -3,7 +3,7 @@ from __future__ import annotations
 from netdef.proto import netdef_pb2 as pb
 
 from ._base import Issue, LayerRule, ShapeIssue, fmt, register
-from ._lowering import LoweringIssue, runtime
+from ..modules import LoweringIssue, runtime
 from .pooling import pooled_size
 
 _P = ("spp_param",)
@@ -11,7 +11,6 @@ _P = ("spp_param",)
 
 @register
 class SPP(LayerRule):
-    type_name = "SPP"
     description = "spatial pyramid pooling: levels of 1, 2x2, 4x4... bins, flattened and concatenated"
     family = "pool"
     params = ("spp_param",)

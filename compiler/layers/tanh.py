@@ -2,12 +2,11 @@ from __future__ import annotations
 
 from ._base import register
 from ._pointwise import PointwiseRule
-from ._lowering import torch_nn
+from ..modules import torch_nn
 
 
 @register
 class TanH(PointwiseRule):
-    type_name = "TanH"
     description = "tanh(x)"
     params = ("tanh_param",)
 

@@ -1,14 +1,13 @@
 from __future__ import annotations
 
 from ._base import Issue, LayerRule, canonical_axis, register
-from ._lowering import runtime
+from ..modules import runtime
 
 _P = ("tile_param",)
 
 
 @register
 class Tile(LayerRule):
-    type_name = "Tile"
     description = "repeats the blob `tiles` times along axis"
     family = "reshape"
     params = ("tile_param",)

@@ -1,15 +1,14 @@
 from __future__ import annotations
 
 from ._base import LayerRule, ShapeIssue, fmt, register
-from ._spatial import map_axes
-from ._lowering import runtime
+from ..spatial import map_axes
+from ..modules import runtime
 
 _P = ("upsample_param",)
 
 
 @register
 class Upsample(LayerRule):
-    type_name = "Upsample"
     description = "dialect (SegNet/ENet): max unpooling with the mask top of a MAX pooling"
     family = "reshape"
     bottoms = (2, 2)

@@ -6,7 +6,6 @@ from ._data import DataRule, batch_issues, image_side, with_label
 
 @register
 class WindowData(DataRule):
-    type_name = "WindowData"
     description = "R-CNN style: warped windows around proposals, with labels"
     tops = (2, 2)
     params = ("window_data_param", "transform_param")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from netdef.errors import ParameterError
 
-from ._base import Issue, ShapeIssue
+from .layers._base import ShapeIssue
 
 
 @dataclass(frozen=True)
@@ -124,23 +124,6 @@ def _scalar_pair(param, stem: str, single: str, default, prefix) -> tuple[int, i
         value = getattr(param, single) if param.HasField(single) else default
         return value, value
     raise ShapeIssue(f"{single} (or {stem}_h and {stem}_w) is required", prefix, kind=ParameterError)
-
-
-def window_issues(window: Window, prefix) -> list[Issue]:
-    """Static problems of a window: zero kernels, strides or dilations."""
-    issues = []
-    for name, values, field in (("kernel size", window.kernel, "kernel_size"),
-                                ("stride", window.stride, "stride"),
-                                ("dilation", window.dilation, "dilation")):
-        if any(v == 0 for v in values):
-            issues.append(Issue(f"{name} must be positive, got {fmt_values(values)}",
-                                prefix + (field,)))
-    return issues
-
-
-def fmt_values(values) -> str:
-    return "x".join(str(v) for v in values)
-
 
 def too_small(axis_name: str, size: int, pad: int, extent: int, field) -> ShapeIssue:
     return ShapeIssue(f"kernel extent {extent} is larger than the padded input along {axis_name} "

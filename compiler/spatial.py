@@ -261,7 +261,7 @@ class SpatialContext:
     def _report(self, message, field_path, warning):
         from netdef.errors import AlignmentError
 
-        from ._base import Issue
+        from .layers._base import Issue
         self.issues.append(Issue(message, field_path, AlignmentError, warning=warning))
 
     def ended(self):
