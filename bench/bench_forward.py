@@ -29,19 +29,18 @@ FCN8S = ROOT.parent / "shared/corpus/shelhamer+fcn.berkeleyvision.org/voc-fcn8s/
 
 def random_caffemodel(net) -> tuple[bytes, dict]:
     """Seeded weights for every Convolution/Deconvolution, also returned by layer name."""
+    from netdef.compiler.bind import build_module
+
     rng = np.random.default_rng(0)
     weights, layers = {}, []
-    for layer in net.layers:
+    module = build_module(net, device="meta")  # the blob shapes, from the rules themselves
+    for index, target, names in module.caffe_parameters:
+        layer = net.layers[index]
         if layer.type not in ("Convolution", "Deconvolution"):
             continue
-        conv = layer.param.convolution_param
-        k = conv.kernel_size[0]
-        channels = net.blobs[layer.bottoms[0]].shape[1]
-        shape = (conv.num_output, channels, k, k) if layer.type == "Convolution" \
-            else (channels, conv.num_output, k, k)
-        blobs = [(rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))).astype(np.float32)]
-        if conv.bias_term:
-            blobs.append((0.1 * rng.standard_normal(conv.num_output)).astype(np.float32))
+        weight, *bias = (tuple(getattr(module.get_submodule(target), n).shape) for n in names)
+        blobs = [(rng.standard_normal(weight) / np.sqrt(np.prod(weight[1:]))).astype(np.float32)]
+        blobs += [(0.1 * rng.standard_normal(shape)).astype(np.float32) for shape in bias]
         weights[layer.name] = [torch.from_numpy(b) for b in blobs]
         layers.append((layer.name, layer.type, blobs))
     out = io.BytesIO()

@@ -43,34 +43,27 @@ def as_deploy(path, side: int) -> str:
     return text_format.MessageToString(deploy)
 
 
-def weight_shapes(layer, bottom_shape) -> list[tuple]:
-    param = layer.param
-    if layer.type in ("Convolution", "Deconvolution"):
-        conv = param.convolution_param
-        kernel = tuple(conv.kernel_size) * 2 if len(conv.kernel_size) == 1 else tuple(conv.kernel_size)
-        channels, group = bottom_shape[1], conv.group
-        weights = (conv.num_output, channels // group) + kernel if layer.type == "Convolution" \
-            else (channels, conv.num_output // group) + kernel
-        return [weights] + ([(conv.num_output,)] if conv.bias_term else [])
-    if layer.type == "InnerProduct":
-        ip = param.inner_product_param
-        inputs = int(np.prod(bottom_shape[ip.axis:]))
-        return [(ip.num_output, inputs)] + ([(ip.num_output,)] if ip.bias_term else [])
-    if layer.type == "Scale" and len(layer.bottoms) == 1:
-        scale = param.scale_param
-        end = len(bottom_shape) if scale.num_axes == -1 else scale.axis + scale.num_axes
-        factor = tuple(bottom_shape[scale.axis:end])
-        return [factor] + ([factor] if scale.bias_term else [])
-    return []
+WEIGHTED = ("Convolution", "Deconvolution", "InnerProduct", "Scale")  # what the tests fill
+
+
+def weight_shapes(net) -> dict[int, list[tuple]]:
+    """Layer index -> its learned blobs' shapes, as a meta-device build of the net has them,
+    for the weighted types the parity tests fill (others keep OpenCV's and netdef's defaults)."""
+    from netdef.compiler.bind import build_module
+
+    module = build_module(net, device="meta")
+    return {index: [tuple(getattr(module.get_submodule(target), name).shape) for name in names]
+            for index, target, names in module.caffe_parameters
+            if net.layers[index].type in WEIGHTED}
 
 
 def random_weights(net, seed: int = 0) -> bytes:
     rng = np.random.default_rng(seed)
     chunk = rng.standard_normal(1 << 16).astype(np.float32) * 0.01  # tiled: big nets stay fast
     layers = []
+    shapes = weight_shapes(net)
     for layer in net.layers:
-        bottom = net.blobs[layer.bottoms[0]].shape if layer.bottoms else None
-        blobs = [np.resize(chunk, shape) for shape in weight_shapes(layer, bottom)]
+        blobs = [np.resize(chunk, shape) for shape in shapes.get(layer.index, [])]
         if blobs:
             layers.append((layer.name, layer.type, blobs))
     out = io.BytesIO()

@@ -28,9 +28,9 @@ def scaled_weights(net, seed: int = 0, v1: bool = False) -> bytes:
     """Weights with std 1/sqrt(fan-in), biases 0.1: signals neither vanish nor explode."""
     rng = np.random.default_rng(seed)
     layers = []
+    all_shapes = weight_shapes(net)
     for layer in net.layers:
-        bottom = net.blobs[layer.bottoms[0]].shape if layer.bottoms else None
-        shapes = weight_shapes(layer, bottom)
+        shapes = all_shapes.get(layer.index, [])
         blobs = [(rng.standard_normal(shape) / np.sqrt(max(np.prod(shape[1:]), 1)) if i == 0
                   else 0.1 * rng.standard_normal(shape)).astype(np.float32)
                  for i, shape in enumerate(shapes)]
