@@ -32,10 +32,10 @@ demo: setup
 	$(BIN)/netdef check $(OFFSETLESS_NET)
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n auto -m "not slow"
 
 bench: setup
 	$(BIN)/python bench/bench_parse.py

@@ -55,9 +55,10 @@ def load(prototxt, weights=None, *, phase: str = "TEST", inputs=None, device="cp
          expand_score=(), literal_crops: bool = False):
     """The net as a torch.fx.GraphModule; `forward(**inputs)` returns {blob name: tensor}
     for the net's outputs. Weights come from a .caffemodel when given; `device="meta"`
-    builds the structure alone. Parameters the caffemodel lacks get the prototxt's fillers
-    (seeded), or from a .safetensors file keyed `layer.blob` (`netdef convert`, training
-    snapshots); `module.caffe_unfilled_layers` names those layers and
+    builds the structure alone. Weights also come from a .safetensors file keyed `layer.blob`
+    (`netdef convert`, training snapshots) or `module.tensor` (`netdef compile`, `convert
+    --net`). Parameters the file lacks keep the prototxt's fillers (seeded);
+    `module.caffe_unfilled_layers` names those layers and
     `module.caffe_unused_layers` the caffemodel's layers that matched none. The module is
     in eval mode for TEST, train mode for TRAIN.
 

@@ -1,3 +1,7 @@
+"""Caffe's `AbsVal` layer (|x|).
+
+Runs as `netdef.runtime.pointwise.AbsVal`. Tested by `tests/test_rules.py` (test_rule[AbsVal]).
+"""
 from __future__ import annotations
 
 from ._base import register

@@ -1,3 +1,8 @@
+"""Caffe's `Accuracy` layer (top_k classification accuracy (second top: accuracy per class)).
+
+Runs as `netdef.runtime.loss.Accuracy`. Tested by `tests/test_rules.py` (test_rule[Accuracy]),
+and in `tests/test_losses.py`, `tests/test_train.py`.
+"""
 from __future__ import annotations
 
 from ._base import Issue, canonical_axis, register

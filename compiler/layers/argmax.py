@@ -1,3 +1,9 @@
+"""Caffe's `ArgMax` layer (indices (and optionally values) of the top_k largest entries along
+axis).
+
+Runs as `netdef.runtime.shape.ArgMax`. Tested by `tests/test_rules.py` (test_rule[ArgMax]), and
+in `tests/test_more_layers.py`.
+"""
 from __future__ import annotations
 
 from ._base import Issue, LayerRule, ShapeIssue, canonical_axis, count, register

@@ -1,3 +1,9 @@
+"""Caffe's `BatchNorm` layer (normalises by batch statistics, or by stored mean/variance (divided
+by the scale blob)).
+
+Runs as `netdef.runtime.normalization.CaffeBatchNorm`. Tested by `tests/test_rules.py`
+(test_rule[BatchNorm]), and in `tests/compiler/test_upgrade.py`, `tests/test_more_layers.py`.
+"""
 from __future__ import annotations
 
 from ._base import register

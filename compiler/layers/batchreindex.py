@@ -1,3 +1,8 @@
+"""Caffe's `BatchReindex` layer (gathers items of bottom 0 at the indices in bottom 1).
+
+Runs as `netdef.runtime.shape.BatchReindex`. Tested by `tests/test_rules.py`
+(test_rule[BatchReindex]), and in `tests/test_more_layers.py`.
+"""
 from __future__ import annotations
 
 from ._base import LayerRule, ShapeIssue, fmt, register

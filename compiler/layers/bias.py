@@ -1,3 +1,7 @@
+"""Caffe's `Bias` layer (adds a learned or given (bottom 1) term over axes from axis).
+
+Runs as `netdef.runtime.normalization.Bias`. Tested by `tests/test_rules.py` (test_rule[Bias]).
+"""
 from __future__ import annotations
 
 from ._base import register

@@ -1,3 +1,9 @@
+"""Caffe's `BN` layer (dialect (PSPNet): batch normalisation fused with a per-channel scale and
+shift).
+
+Runs as `netdef.runtime.normalization.BN`. Tested by `tests/test_rules.py` (test_rule[BN]), and
+in `tests/test_fuzz_cases.py`, `tests/test_more_layers.py`.
+"""
 from __future__ import annotations
 
 from ._base import ShapeIssue, fmt, register

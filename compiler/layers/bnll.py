@@ -1,3 +1,7 @@
+"""Caffe's `BNLL` layer (log(1 + exp(x)), the binomial normal log likelihood).
+
+Runs as `torch.nn.Softplus`. Tested by `tests/test_rules.py` (test_rule[BNLL]).
+"""
 from __future__ import annotations
 
 from ._base import register

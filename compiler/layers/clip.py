@@ -1,3 +1,7 @@
+"""Caffe's `Clip` layer (clamps x to [min, max]).
+
+Runs as `netdef.runtime.pointwise.Clip`. Tested by `tests/test_rules.py` (test_rule[Clip]).
+"""
 from __future__ import annotations
 
 from ._base import Issue, register

@@ -1,3 +1,8 @@
+"""Caffe's `Concat` layer (joins bottoms along axis (default 1); all other axes must agree).
+
+Runs as `netdef.runtime.shape.Concat`. Tested by `tests/test_rules.py` (test_rule[Concat]), and
+in `tests/compiler/layers/test_shape_rules.py`, `tests/test_crop_offsets.py`.
+"""
 from __future__ import annotations
 
 from ._base import LayerRule, ShapeIssue, canonical_axis, fmt, register

@@ -1,3 +1,9 @@
+"""Caffe's `ContrastiveLoss` layer (siamese loss on two feature bottoms and a similar/dissimilar
+label).
+
+Runs as `netdef.runtime.loss.ContrastiveLoss`. Tested by `tests/test_rules.py`
+(test_rule[ContrastiveLoss]), and in `tests/test_losses.py`.
+"""
 from __future__ import annotations
 
 from ._base import register

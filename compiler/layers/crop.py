@@ -1,3 +1,10 @@
+"""Caffe's `Crop` layer (crops bottom 0 to bottom 1's size from axis (default 2) on, at the given
+offsets).
+
+Runs as `netdef.runtime.shape.Crop`. Tested by `tests/test_rules.py` (test_rule[Crop]), and in
+`tests/compiler/layers/test_shape_rules.py`, `tests/compiler/test_receptive.py`,
+`tests/compiler/test_receptive_oracle.py`.
+"""
 from __future__ import annotations
 
 from ._base import LayerRule, ShapeIssue, canonical_axis, fmt, register

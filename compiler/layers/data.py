@@ -1,3 +1,9 @@
+"""Caffe's `Data` layer (reads Datum records from LevelDB/LMDB (image shape comes from the
+database)).
+
+A data layer: its tops are graph inputs, fed in training by its data_source. Tested by
+`tests/test_rules.py` (test_rule[Data]).
+"""
 from __future__ import annotations
 
 from ._base import register

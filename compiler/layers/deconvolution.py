@@ -1,3 +1,10 @@
+"""Caffe's `Deconvolution` layer (transposed convolution (learned or bilinear upsampling); weights
+C_in x C_out/g).
+
+Runs as `torch.nn.ConvTranspose2d`. Tested by `tests/test_rules.py` (test_rule[Deconvolution]),
+and in `tests/compiler/layers/test_shape_rules.py`, `tests/compiler/test_receptive.py`,
+`tests/compiler/test_receptive_oracle.py`.
+"""
 from __future__ import annotations
 
 from ._base import ShapeIssue, register

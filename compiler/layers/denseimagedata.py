@@ -1,3 +1,9 @@
+"""Caffe's `DenseImageData` layer (dialect (SegNet): images with dense label images, listed in a
+text file).
+
+A data layer: its tops are graph inputs. Tested by `tests/test_rules.py`
+(test_rule[DenseImageData]).
+"""
 from __future__ import annotations
 
 from ._base import register

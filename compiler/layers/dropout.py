@@ -1,3 +1,8 @@
+"""Caffe's `Dropout` layer (zeroes a dropout_ratio share at train time and scales the rest;
+identity at test).
+
+Runs as `torch.nn.Dropout`. Tested by `tests/test_rules.py` (test_rule[Dropout]).
+"""
 from __future__ import annotations
 
 from ._base import Issue, register

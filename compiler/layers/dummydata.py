@@ -1,3 +1,9 @@
+"""Caffe's `DummyData` layer (constant or random blobs of given shapes, from its fillers).
+
+A data layer: its tops are graph inputs, fed in training by its data_source. Tested by
+`tests/test_rules.py` (test_rule[DummyData]), and in `tests/test_architecture.py`,
+`tests/test_data.py`, `tests/test_fuzz_cases.py`.
+"""
 from __future__ import annotations
 
 from ._base import Issue, register

@@ -1,3 +1,9 @@
+"""Caffe's `Eltwise` layer (elementwise PROD, SUM (with coeff per bottom) or MAX of equally shaped
+bottoms).
+
+Runs as `netdef.runtime.shape.Eltwise`. Tested by `tests/test_rules.py` (test_rule[Eltwise]),
+and in `tests/compiler/test_receptive.py`, `tests/test_train.py`.
+"""
 from __future__ import annotations
 
 from netdef.proto import netdef_pb2 as pb

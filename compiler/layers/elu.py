@@ -1,3 +1,7 @@
+"""Caffe's `ELU` layer (x if x > 0 else alpha * (exp(x) - 1)).
+
+Runs as `torch.nn.ELU`. Tested by `tests/test_rules.py` (test_rule[ELU]).
+"""
 from __future__ import annotations
 
 from ._base import register

@@ -1,3 +1,9 @@
+"""Caffe's `Embed` layer (looks up a learned num_output vector for each integer index in [0,
+input_dim)).
+
+Runs as `netdef.runtime.linear.Embed`. Tested by `tests/test_rules.py` (test_rule[Embed]), and
+in `tests/test_fuzz_cases.py`, `tests/test_more_layers.py`.
+"""
 from __future__ import annotations
 
 from ._base import Issue, LayerRule, register

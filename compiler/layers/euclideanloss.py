@@ -1,3 +1,9 @@
+"""Caffe's `EuclideanLoss` layer (sum of squared differences / (2N)).
+
+Runs as `netdef.runtime.loss.EuclideanLoss`. Tested by `tests/test_rules.py`
+(test_rule[EuclideanLoss]), and in `tests/test_architecture.py`, `tests/test_losses.py`,
+`tests/test_solver.py`.
+"""
 from __future__ import annotations
 
 from ._base import register

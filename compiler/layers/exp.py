@@ -1,3 +1,7 @@
+"""Caffe's `Exp` layer (base ^ (shift + scale * x); base -1 means e).
+
+Runs as `netdef.runtime.pointwise.Exp`. Tested by `tests/test_rules.py` (test_rule[Exp]).
+"""
 from __future__ import annotations
 
 from ._base import Issue, register

@@ -1,3 +1,8 @@
+"""Caffe's `Filter` layer (keeps the items whose selector (last bottom) is non-zero; batch size is
+data-dependent).
+
+Runs as `netdef.runtime.shape.Filter`. Tested by `tests/test_rules.py` (test_rule[Filter]).
+"""
 from __future__ import annotations
 
 from ._base import LayerRule, ShapeIssue, count, register

@@ -1,3 +1,8 @@
+"""Caffe's `Flatten` layer (merges axes axis..end_axis (default 1..-1) into one).
+
+Runs as `netdef.runtime.shape.Flatten`. Tested by `tests/test_rules.py` (test_rule[Flatten]),
+and in `tests/compiler/layers/test_shape_rules.py`, `tests/compiler/test_receptive.py`.
+"""
 from __future__ import annotations
 
 from ._base import LayerRule, ShapeIssue, canonical_axis, count, register

@@ -1,3 +1,10 @@
+"""Caffe's `HDF5Data` layer (reads datasets named after its tops from the HDF5 files listed in
+source).
+
+A data layer: its tops are graph inputs, fed in training by its data_source. Tested by
+`tests/test_rules.py` (test_rule[HDF5Data]), and in `tests/test_data.py`,
+`tests/test_solver.py`, `tests/test_train.py`.
+"""
 from __future__ import annotations
 
 from ._base import register

@@ -1,3 +1,8 @@
+"""Caffe's `HingeLoss` layer (one-vs-all hinge loss (L1 or L2) for classification).
+
+Runs as `netdef.runtime.loss.HingeLoss`. Tested by `tests/test_rules.py` (test_rule[HingeLoss]),
+and in `tests/test_losses.py`.
+"""
 from __future__ import annotations
 
 from netdef.proto import netdef_pb2 as pb

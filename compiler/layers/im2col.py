@@ -1,3 +1,8 @@
+"""Caffe's `Im2col` layer (unfolds convolution windows into channels (C * prod(kernel))).
+
+Runs as `netdef.runtime.linear.Im2col`. Tested by `tests/test_rules.py` (test_rule[Im2col]), and
+in `tests/test_more_layers.py`.
+"""
 from __future__ import annotations
 
 import math

@@ -1,3 +1,8 @@
+"""Caffe's `ImageData` layer (reads images listed in a text file with their labels).
+
+A data layer: its tops are graph inputs, fed in training by its data_source. Tested by
+`tests/test_rules.py` (test_rule[ImageData]), and in `tests/test_data.py`.
+"""
 from __future__ import annotations
 
 from ._base import register

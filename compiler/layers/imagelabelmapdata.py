@@ -1,3 +1,9 @@
+"""Caffe's `ImageLabelmapData` layer (dialect (HED): images with edge label maps, listed in a text
+file).
+
+A data layer: its tops are graph inputs. Tested by `tests/test_rules.py`
+(test_rule[ImageLabelmapData]).
+"""
 from __future__ import annotations
 
 from ._base import register

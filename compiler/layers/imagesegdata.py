@@ -1,3 +1,9 @@
+"""Caffe's `ImageSegData` layer (dialect (DeepLab): images with label maps; optional third top of
+image sizes).
+
+A data layer: its tops are graph inputs. Tested by `tests/test_rules.py`
+(test_rule[ImageSegData]).
+"""
 from __future__ import annotations
 
 from ._base import register

@@ -1,3 +1,9 @@
+"""Caffe's `InfogainLoss` layer (softmax + log loss weighted by an infogain matrix H (file or
+bottom 2)).
+
+Runs as `netdef.runtime.loss.InfogainLoss`. Tested by `tests/test_rules.py`
+(test_rule[InfogainLoss]), and in `tests/test_losses.py`.
+"""
 from __future__ import annotations
 
 from ._base import Issue, register

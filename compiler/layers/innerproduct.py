@@ -1,3 +1,10 @@
+"""Caffe's `InnerProduct` layer (fully connected: flattens from axis (default 1), optional
+transposed weights).
+
+Runs as `netdef.runtime.linear.InnerProduct`. Tested by `tests/test_rules.py`
+(test_rule[InnerProduct]), and in `tests/compiler/layers/test_shape_rules.py`,
+`tests/compiler/test_weights.py`, `tests/test_opencv_shapes.py`.
+"""
 from __future__ import annotations
 
 from ._base import Issue, LayerRule, canonical_axis, count, register

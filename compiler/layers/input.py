@@ -1,3 +1,10 @@
+"""Caffe's `Input` layer (declares net inputs and their shapes (legacy input/input_dim upgrade to
+this)).
+
+A data layer: its tops are graph inputs. Tested by `tests/test_rules.py` (test_rule[Input]), and
+in `tests/compiler/layers/test_shape_rules.py`, `tests/compiler/layers/test_window_oracle.py`,
+`tests/compiler/test_fillers.py`.
+"""
 from __future__ import annotations
 
 from ._base import Issue, register

@@ -1,3 +1,9 @@
+"""Caffe's `Interp` layer (dialect (DeepLab/PSPNet): bilinear resize by zoom/shrink factor, to a
+size, or to bottom 1).
+
+Runs as `netdef.runtime.shape.Interp`. Tested by `tests/test_rules.py` (test_rule[Interp]), and
+in `tests/compiler/test_receptive.py`, `tests/test_cli.py`, `tests/test_fuzz_cases.py`.
+"""
 from __future__ import annotations
 
 from fractions import Fraction

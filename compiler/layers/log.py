@@ -1,3 +1,8 @@
+"""Caffe's `Log` layer (log_base(shift + scale * x); base -1 means e).
+
+Runs as `netdef.runtime.pointwise.Log`. Tested by `tests/test_rules.py` (test_rule[Log]), and in
+`tests/test_fuzz_cases.py`.
+"""
 from __future__ import annotations
 
 from ._base import Issue, register

@@ -1,3 +1,10 @@
+"""Caffe's `LRN` layer (local response normalisation across channels (alpha / n) or within a
+channel (alpha / n^2)).
+
+Runs as `netdef.runtime.normalization.WithinChannelLRN` or `torch.nn.LocalResponseNorm`. Tested
+by `tests/test_rules.py` (test_rule[LRN]), and in `tests/compiler/test_receptive.py`,
+`tests/test_fuzz_cases.py`, `tests/test_layer_zoo.py`.
+"""
 from __future__ import annotations
 
 from netdef.proto import netdef_pb2 as pb

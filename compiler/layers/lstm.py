@@ -1,3 +1,8 @@
+"""Caffe's `LSTM` layer (long short-term memory over T time steps (Caffe's unrolled LSTMUnit net)).
+
+Runs as `netdef.runtime.LSTM`. Tested by `tests/test_rules.py` (test_rule[LSTM]), and in
+`tests/test_sequence_region_layers.py`.
+"""
 from __future__ import annotations
 
 from ._base import register

@@ -1,3 +1,9 @@
+"""Caffe's `LSTMUnit` layer (one LSTM step: previous cell 1 x N x H, gates 1 x N x 4H (i, f, o, g),
+cont 1 x N).
+
+Runs as `netdef.runtime.recurrent.LSTMUnit`. Tested by `tests/test_rules.py`
+(test_rule[LSTMUnit]), and in `tests/test_sequence_region_layers.py`.
+"""
 from __future__ import annotations
 
 from ._base import LayerRule, ShapeIssue, fmt, register

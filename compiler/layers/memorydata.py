@@ -1,3 +1,8 @@
+"""Caffe's `MemoryData` layer (data handed in from memory by the caller).
+
+A data layer: its tops are graph inputs. Tested by `tests/test_rules.py`
+(test_rule[MemoryData]).
+"""
 from __future__ import annotations
 
 from ._base import register

@@ -1,3 +1,8 @@
+"""Caffe's `MultinomialLogisticLoss` layer (-log(probability of the true class), on probabilities).
+
+Runs as `netdef.runtime.loss.MultinomialLogisticLoss`. Tested by `tests/test_rules.py`
+(test_rule[MultinomialLogisticLoss]), and in `tests/test_losses.py`.
+"""
 from __future__ import annotations
 
 from ._base import register

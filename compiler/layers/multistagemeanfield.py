@@ -1,3 +1,10 @@
+"""Caffe's `MultiStageMeanfield` layer (dialect (CRF-RNN): T mean-field iterations of a dense CRF
+with Gaussian kernels).
+
+Runs as `netdef.runtime.crf.MultiStageMeanfield` or `netdef.runtime.crf.LearnedKernelMeanfield`.
+Tested by `tests/test_rules.py` (test_rule[MultiStageMeanfield]), and in `tests/test_cli.py`,
+`tests/test_crf.py`, `tests/test_crf_learned.py`.
+"""
 from __future__ import annotations
 
 from netdef.errors import ParameterError

@@ -1,3 +1,8 @@
+"""Caffe's `MVN` layer (mean (and variance) normalisation per sample, per channel or across
+channels).
+
+Runs as `netdef.runtime.normalization.MVN`. Tested by `tests/test_rules.py` (test_rule[MVN]).
+"""
 from __future__ import annotations
 
 from ._base import register

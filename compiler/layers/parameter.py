@@ -1,3 +1,8 @@
+"""Caffe's `Parameter` layer (exposes a learned blob of the given shape as its top).
+
+Runs as `netdef.runtime.linear.Parameter`. Tested by `tests/test_rules.py`
+(test_rule[Parameter]), and in `tests/test_more_layers.py`.
+"""
 from __future__ import annotations
 
 from ._base import LayerRule, register

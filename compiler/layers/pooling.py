@@ -1,3 +1,12 @@
+"""Caffe's `Pooling` layer (max/average/stochastic pooling; Caffe's ceil rounding with the padding
+correction).
+
+Runs as `netdef.runtime.pooling.StochasticPool` or `netdef.runtime.pooling.CaffePool` or
+`torch.nn.AdaptiveMaxPool2d` or `torch.nn.AdaptiveAvgPool2d` or `torch.nn.MaxPool2d` or
+`torch.nn.AvgPool2d`. Tested by `tests/test_rules.py` (test_rule[Pooling]), and in
+`tests/compiler/layers/test_shape_rules.py`, `tests/compiler/layers/test_window_oracle.py`,
+`tests/compiler/test_receptive.py`.
+"""
 from __future__ import annotations
 
 from netdef.proto import netdef_pb2 as pb

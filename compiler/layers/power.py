@@ -1,3 +1,8 @@
+"""Caffe's `Power` layer ((shift + scale * x) ^ power).
+
+Runs as `netdef.runtime.pointwise.Power`. Tested by `tests/test_rules.py` (test_rule[Power]),
+and in `tests/compiler/test_textformat.py`, `tests/test_run_images.py`.
+"""
 from __future__ import annotations
 
 from ._base import register

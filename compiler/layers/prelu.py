@@ -1,3 +1,8 @@
+"""Caffe's `PReLU` layer (ReLU with a learned negative slope per channel (or one shared)).
+
+Runs as `torch.nn.PReLU`. Tested by `tests/test_rules.py` (test_rule[PReLU]), and in
+`tests/compiler/test_fillers.py`.
+"""
 from __future__ import annotations
 
 from ._base import ShapeIssue, fmt, register

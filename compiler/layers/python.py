@@ -1,3 +1,9 @@
+"""Caffe's `Python` layer (a user's Python layer (never imported without --allow-python-layers)).
+
+A data layer: its tops are graph inputs, fed in training by its data_source. Tested by
+`tests/test_rules.py` (test_rule[Python]), and in `tests/compiler/layers/test_shape_rules.py`,
+`tests/test_data.py`, `tests/test_more_layers.py`.
+"""
 from __future__ import annotations
 
 from ._base import LayerRule, register

@@ -1,3 +1,8 @@
+"""Caffe's `Reduction` layer (SUM, ASUM, SUMSQ or MEAN over axis and every axis after it).
+
+Runs as `netdef.runtime.shape.Reduction`. Tested by `tests/test_rules.py`
+(test_rule[Reduction]), and in `tests/test_more_layers.py`.
+"""
 from __future__ import annotations
 
 from netdef.proto import netdef_pb2 as pb

@@ -1,3 +1,9 @@
+"""Caffe's `RegionLogisticLoss` layer (netdef (region net): per-region sigmoid cross-entropy at
+full resolution).
+
+Runs as `netdef.runtime.regions.RegionLogisticLoss`. Tested by `tests/test_rules.py`
+(test_rule[RegionLogisticLoss]), and in `tests/test_region_net.py`.
+"""
 from __future__ import annotations
 
 from ._base import Issue, ShapeIssue, fmt, register

@@ -1,3 +1,9 @@
+"""Caffe's `RegionNMS` layer (netdef (region net): greedy NMS across pathways on coarse masks,
+linear time).
+
+Runs as `netdef.runtime.regions.RegionNMS`. Tested by `tests/test_rules.py`
+(test_rule[RegionNMS]), and in `tests/test_proposals.py`, `tests/test_region_net.py`.
+"""
 from __future__ import annotations
 
 from ._base import Issue, LayerRule, ShapeIssue, fmt, register

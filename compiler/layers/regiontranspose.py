@@ -1,3 +1,10 @@
+"""Caffe's `RegionTranspose` layer (netdef (region net): p^T(x, D) = p(x + D, -D) over w x w region
+windows).
+
+Runs as `netdef.runtime.regions.RegionTranspose`. Tested by `tests/test_rules.py`
+(test_rule[RegionTranspose]), and in `tests/test_proposals.py`, `tests/test_region_net.py`,
+`tests/test_regions.py`.
+"""
 from __future__ import annotations
 
 from ._base import Issue, LayerRule, ShapeIssue, fmt, register

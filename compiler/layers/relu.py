@@ -1,3 +1,9 @@
+"""Caffe's `ReLU` layer (max(x, 0) + negative_slope * min(x, 0)).
+
+Runs as `torch.nn.LeakyReLU` or `torch.nn.ReLU`. Tested by `tests/test_rules.py`
+(test_rule[ReLU]), and in `tests/compiler/layers/test_shape_rules.py`,
+`tests/compiler/test_textformat.py`, `tests/test_cli.py`.
+"""
 from __future__ import annotations
 
 from ._base import register

@@ -1,3 +1,9 @@
+"""Caffe's `Reshape` layer (new shape for axes [axis, axis+num_axes); 0 copies a dim, -1 infers
+one).
+
+Runs as `netdef.runtime.shape.Reshape`. Tested by `tests/test_rules.py` (test_rule[Reshape]),
+and in `tests/compiler/layers/test_shape_rules.py`, `tests/compiler/test_receptive.py`.
+"""
 from __future__ import annotations
 
 from ._base import LayerRule, ShapeIssue, count, fmt, register

@@ -1,3 +1,8 @@
+"""Caffe's `RNN` layer (Elman recurrent net over T time steps: tanh hidden state, tanh output).
+
+Runs as `netdef.runtime.RNN`. Tested by `tests/test_rules.py` (test_rule[RNN]), and in
+`tests/test_sequence_region_layers.py`.
+"""
 from __future__ import annotations
 
 from ._base import register

@@ -1,3 +1,9 @@
+"""Caffe's `ROIPooling` layer (dialect (fast-rcnn): max-pools each region (bottom 1, R x 5) to
+pooled_h x pooled_w).
+
+Runs as `netdef.runtime.roi.ROIPooling`. Tested by `tests/test_rules.py`
+(test_rule[ROIPooling]), and in `tests/test_cli.py`, `tests/test_sequence_region_layers.py`.
+"""
 from __future__ import annotations
 
 from ._base import Issue, LayerRule, ShapeIssue, fmt, register

@@ -1,3 +1,10 @@
+"""Caffe's `Scale` layer (multiplies by a learned or given (bottom 1) factor over axes from axis;
+optional bias).
+
+Runs as `netdef.runtime.normalization.Scale`. Tested by `tests/test_rules.py`
+(test_rule[Scale]), and in `tests/compiler/test_fillers.py`, `tests/compiler/test_receptive.py`,
+`tests/test_opencv_shapes.py`.
+"""
 from __future__ import annotations
 
 from ._base import register

@@ -1,3 +1,9 @@
+"""Caffe's `SegAccuracy` layer (dialect (DeepLab): pixel accuracy, class accuracy or IoU of a
+segmentation).
+
+Checked and shaped, but not run: lowering refuses it with a located error. Tested by
+`tests/test_rules.py` (test_rule[SegAccuracy]).
+"""
 from __future__ import annotations
 
 from ._base import register

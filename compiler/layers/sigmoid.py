@@ -1,3 +1,8 @@
+"""Caffe's `Sigmoid` layer (1 / (1 + exp(-x))).
+
+Runs as `torch.nn.Sigmoid`. Tested by `tests/test_rules.py` (test_rule[Sigmoid]), and in
+`tests/test_draw.py`.
+"""
 from __future__ import annotations
 
 from ._base import register

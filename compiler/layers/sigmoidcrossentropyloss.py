@@ -1,3 +1,8 @@
+"""Caffe's `SigmoidCrossEntropyLoss` layer (sigmoid + cross-entropy against targets in [0, 1]).
+
+Runs as `netdef.runtime.loss.SigmoidCrossEntropyLoss`. Tested by `tests/test_rules.py`
+(test_rule[SigmoidCrossEntropyLoss]), and in `tests/test_losses.py`.
+"""
 from __future__ import annotations
 
 from ._base import register

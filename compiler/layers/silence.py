@@ -1,3 +1,8 @@
+"""Caffe's `Silence` layer (consumes bottoms so they are not net outputs; no tops).
+
+Computes nothing at run time. Tested by `tests/test_rules.py` (test_rule[Silence]), and in
+`tests/test_sequence_region_layers.py`.
+"""
 from __future__ import annotations
 
 from ._base import register

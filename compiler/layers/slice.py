@@ -1,3 +1,9 @@
+"""Caffe's `Slice` layer (cuts bottom along axis (default 1) at slice_point(s), or into equal
+parts).
+
+Runs as `netdef.runtime.shape.Slice`. Tested by `tests/test_rules.py` (test_rule[Slice]), and in
+`tests/compiler/layers/test_shape_rules.py`, `tests/test_fuzz_cases.py`.
+"""
 from __future__ import annotations
 
 from ._base import Issue, LayerRule, ShapeIssue, canonical_axis, register

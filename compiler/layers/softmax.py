@@ -1,3 +1,8 @@
+"""Caffe's `Softmax` layer (softmax along axis (default 1, the channels)).
+
+Runs as `torch.nn.Softmax`. Tested by `tests/test_rules.py` (test_rule[Softmax]), and in
+`tests/compiler/test_receptive.py`, `tests/test_fast.py`, `tests/test_nsfw_model.py`.
+"""
 from __future__ import annotations
 
 from ._base import canonical_axis, register

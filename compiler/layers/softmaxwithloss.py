@@ -1,3 +1,10 @@
+"""Caffe's `SoftmaxWithLoss` layer (softmax + multinomial log loss; ignore_label and normalization
+modes).
+
+Runs as `netdef.runtime.loss.SoftmaxWithLoss`. Tested by `tests/test_rules.py`
+(test_rule[SoftmaxWithLoss]), and in `tests/test_data.py`, `tests/test_losses.py`,
+`tests/test_models.py`.
+"""
 from __future__ import annotations
 
 from ._base import register

@@ -1,3 +1,8 @@
+"""Caffe's `Split` layer (copies its bottom to every top (gradients are summed)).
+
+Runs as `netdef.runtime.shape.Split`. Tested by `tests/test_rules.py` (test_rule[Split]), and in
+`tests/test_crf.py`, `tests/test_crf_learned.py`, `tests/test_fuzz_cases.py`.
+"""
 from __future__ import annotations
 
 from ._base import LayerRule, register

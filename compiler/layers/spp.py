@@ -1,3 +1,9 @@
+"""Caffe's `SPP` layer (spatial pyramid pooling: levels of 1, 2x2, 4x4... bins, flattened and
+concatenated).
+
+Runs as `netdef.runtime.pooling.SPP`. Tested by `tests/test_rules.py` (test_rule[SPP]), and in
+`tests/test_sequence_region_layers.py`.
+"""
 from __future__ import annotations
 
 from netdef.proto import netdef_pb2 as pb

@@ -1,3 +1,7 @@
+"""Caffe's `Swish` layer (x * sigmoid(beta * x)).
+
+Runs as `netdef.runtime.pointwise.Swish`. Tested by `tests/test_rules.py` (test_rule[Swish]).
+"""
 from __future__ import annotations
 
 from ._base import register

@@ -1,3 +1,8 @@
+"""Caffe's `TanH` layer (tanh(x)).
+
+Runs as `torch.nn.Tanh`. Tested by `tests/test_rules.py` (test_rule[TanH]), and in
+`tests/compiler/layers/test_shape_rules.py`.
+"""
 from __future__ import annotations
 
 from ._base import register

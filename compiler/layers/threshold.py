@@ -1,3 +1,8 @@
+"""Caffe's `Threshold` layer (1 if x > threshold else 0).
+
+Runs as `netdef.runtime.pointwise.Threshold`. Tested by `tests/test_rules.py`
+(test_rule[Threshold]).
+"""
 from __future__ import annotations
 
 from ._base import register

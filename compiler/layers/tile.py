@@ -1,3 +1,8 @@
+"""Caffe's `Tile` layer (repeats the blob `tiles` times along axis).
+
+Runs as `netdef.runtime.shape.Tile`. Tested by `tests/test_rules.py` (test_rule[Tile]), and in
+`tests/test_more_layers.py`.
+"""
 from __future__ import annotations
 
 from ._base import Issue, LayerRule, canonical_axis, register

@@ -1,3 +1,9 @@
+"""Caffe's `Upsample` layer (dialect (SegNet/ENet): max unpooling with the mask top of a MAX
+pooling).
+
+Runs as `netdef.runtime.pooling.Unpool`. Tested by `tests/test_rules.py` (test_rule[Upsample]),
+and in `tests/compiler/test_receptive.py`, `tests/test_cli.py`, `tests/test_fuzz_cases.py`.
+"""
 from __future__ import annotations
 
 from ._base import LayerRule, ShapeIssue, fmt, register

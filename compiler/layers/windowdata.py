@@ -1,3 +1,8 @@
+"""Caffe's `WindowData` layer (R-CNN style: warped windows around proposals, with labels).
+
+A data layer: its tops are graph inputs. Tested by `tests/test_rules.py`
+(test_rule[WindowData]).
+"""
 from __future__ import annotations
 
 from ._base import register
