@@ -80,8 +80,8 @@ class AxisMap:
         step = stride // math.gcd(dilation, stride)  # taps that reach one output phase
 
         def sources(o):
-            first = next((j for j in range(min(step, kernel)) if (o + pad - j * dilation) % stride == 0),
-                         None)
+            first = next((j for j in range(min(step, kernel))
+                          if (o + pad - j * dilation) % stride == 0), None)
             taps = _ends(range(first, kernel, step), base.period) if first is not None else ()
             return ((o + pad - j * dilation) // stride for j in taps)
         return base._derive(new_stride, new_offset, stride * base.period, sources)
