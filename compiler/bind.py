@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import fx
 
-from netdef.errors import LoweringError, Problem, WeightError, raise_if_errors
+from netdef.errors import LoweringError, Problem, UsageError, WeightError, raise_if_errors
 from netdef.proto import netdef_pb2 as pb
 
 from .fillers import fill
@@ -25,9 +25,13 @@ from .weights import CaffeLayer, read_weights
 
 
 def build_module(net: Net, weights=None, *, device="cpu", dtype=None, seed: int = 0,
-                 convolutionalize: bool = False, expand_score=()) -> fx.GraphModule:
+                 convolutionalize: bool = False, expand_score=(),
+                 optimize: bool = False) -> fx.GraphModule:
     """The checked net as a module with its tensors (netdef.load after the checks);
-    `device="meta"` builds the structure alone."""
+    `device="meta"` builds the structure alone; `optimize` runs the inference passes
+    (compiler/optimize.py) on a TEST-phase module once its weights are bound."""
+    if optimize and net.state.phase != pb.TEST:
+        raise UsageError("optimize=True is for TEST-phase nets; training uses the faithful module")
     caffe_layers = read_weights(weights) if weights is not None else None
     meta = str(device) == "meta"
     if not meta:
@@ -39,9 +43,12 @@ def build_module(net: Net, weights=None, *, device="cpu", dtype=None, seed: int 
         if caffe_layers is not None:
             bind_weights(module, net, caffe_layers, str(weights),
                          convolutionalize=convolutionalize, expand_score=expand_score)
-    module.to(device=None if meta else device, dtype=dtype)
     module.caffe_net = net  # the checked IR, for training (ParamSpecs, loss weights, data layers)
-    return module.train(net.state.phase == pb.TRAIN)
+    module.train(net.state.phase == pb.TRAIN)
+    if optimize and not meta:
+        from .optimize import optimize as optimized
+        optimized(module)
+    return module.to(device=None if meta else device, dtype=dtype)
 
 
 def convert_weights(weights, output, net=None, *, on_load=None, literal_crops: bool = False,

@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out-blob", help="the output drawn to an image (default: the first 4-D one)")
     run.add_argument("--device", default="cpu")
     run.add_argument("--phase", default="TEST", type=str.upper, choices=["TRAIN", "TEST"])
+    run.add_argument("--no-optimize", action="store_true",
+                     help="run the faithful layer-for-layer module (default in TEST: BatchNorm, "
+                          "Scale and Bias folded into convolutions, identities dropped)")
     _surgery_arguments(run)
 
     recall = commands.add_parser("recall", help="a region net's proposals against ground-truth "
@@ -282,7 +285,8 @@ def cmd_run(args) -> int:
     _check_device(args.device)
     feeds = {name: _read_input(name, path, args.mean) for name, path in args.input}
     module = load(args.net, args.weights, phase=args.phase, device=args.device,
-                  inputs={name: value.shape for name, value in feeds.items()}, **_surgery(args))
+                  inputs={name: value.shape for name, value in feeds.items()},
+                  optimize=args.phase == "TEST" and not args.no_optimize, **_surgery(args))
     _report_binding(module)
     layers = module  # the nn.Module whose layers capture() watches, compiled or not
     if args.fast:

@@ -72,7 +72,7 @@ def test_run_writes_outputs(cli, tmp_path, zoo):
                         "--out", tmp_path / "y.npz")
     assert code == 0 and "softmax: 2x4x9x11" in text
     with torch.no_grad():
-        expected = netdef.load(ZOO, zoo)(data=torch.from_numpy(x))
+        expected = netdef.load(ZOO, zoo, optimize=True)(data=torch.from_numpy(x))  # run's default
     saved = np.load(tmp_path / "y.npz")
     assert all(np.array_equal(saved[k], v.numpy()) for k, v in expected.items())
     assert cli("run", ZOO, "--input", "data=x.png")[0] == 1  # unreadable input file: exit 1

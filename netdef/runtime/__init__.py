@@ -7,7 +7,9 @@ region net's layers live in `crf` and `regions`.
 """
 from ._caffe import FLT_MIN, per_item  # noqa: F401
 from .pointwise import Power, Exp, Log, AbsVal, Threshold, Clip, Swish  # noqa: F401
-from .normalization import CaffeBatchNorm, Scale, Bias, BN, WithinChannelLRN, MVN  # noqa: F401
+from .normalization import (  # noqa: F401
+    CaffeBatchNorm, Scale, Bias, BN, WithinChannelLRN, MVN, ChannelAffine,
+)
 from .pooling import CaffePool, StochasticPool, Unpool, SPP  # noqa: F401
 from .shape import (  # noqa: F401
     Eltwise, Concat, Split, Slice, Crop, Flatten, Reshape, Interp, ArgMax, Reduction,

