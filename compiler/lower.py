@@ -13,6 +13,7 @@ import operator
 import os
 import re
 
+import torch
 from torch import fx, nn
 
 from netdef.errors import LoweringError, Problem, raise_if_errors
@@ -74,7 +75,15 @@ class CaffeGraphModule(fx.GraphModule):
         renames = getattr(self, "caffe_input_names", None)
         if renames:
             blobs = {renames.get(name, name): value for name, value in blobs.items()}
+        if getattr(self, "caffe_channels_last", False):  # set by compiler/optimize.py
+            blobs = {name: _channels_last(value) for name, value in blobs.items()}
         return super().__call__(*args, **blobs)
+
+
+def _channels_last(value):
+    if getattr(value, "dim", None) and value.dim() == 4 and value.is_floating_point():
+        return value.contiguous(memory_format=torch.channels_last)
+    return value
 
 
 def module_specs(net: Net) -> tuple[dict[int, ModuleSpec | None], list[Problem]]:
