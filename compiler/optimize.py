@@ -75,9 +75,9 @@ def _is_identity(layer: nn.Module) -> bool:
 
 # ------------------------------------------------------------------ affine chains
 def fold_channel_affines(module: fx.GraphModule) -> None:
-    for node in list(module.graph.nodes):
+    for node in list(module.graph.nodes):  # a fold or merge only ever erases `node` itself
         affine = _affine_of(module, node)
-        if affine is None or node.graph is None:
+        if affine is None:
             continue
         source = node.args[0]
         producer = module.get_submodule(source.target) if source.op == "call_module" else None
