@@ -130,7 +130,9 @@ class _Builder:
 
     def add_layer(self, source_index: int, param: pb.LayerParameter) -> None:
         net = self.net
-        layer = Layer(len(net.layers), source_index, param, self.rules.get(param.type))
+        rule = self.rules.get(param.type)
+        layer = Layer(len(net.layers), source_index, param,
+                      rule.served_as(param) if rule is not None else None)
         net.layers.append(layer)
         net.graph.add_node(layer.node, kind="layer")
         if layer.rule is None:

@@ -33,7 +33,7 @@ V1_TYPE_NAMES = {
     "TANH": "TanH", "WINDOW_DATA": "WindowData", "THRESHOLD": "Threshold",
     "CROP": "Crop", "MULTI_STAGE_MEANFIELD": "MultiStageMeanfield",
     "IMAGE_SEG_DATA": "ImageSegData", "INTERP": "Interp", "SEG_ACCURACY": "SegAccuracy",
-    "MAT_WRITE": "MatWrite",
+    "MAT_WRITE": "MatWrite", "PADDING": "PADDING",
 }
 
 # V0 type string -> V1 enum name.

@@ -82,12 +82,15 @@ def _conv_kernel(param, num_spatial, prefix):
 
 def _dilation(param, num_spatial, prefix):
     values = list(param.dilation)
-    if param.hole != 1 or param.hole_h != 1 or param.hole_w != 1:  # DeepLab v1's name for it
+    hole = param.hole if param.hole != 1 else param.filter_stride  # ParseNet's name for it
+    if hole != 1 or param.hole_h != 1 or param.hole_w != 1:  # DeepLab v1's name for it
         if values:
             raise ShapeIssue("give either dilation or hole, not both", prefix + ("hole",))
+        if param.hole != 1 and param.filter_stride != 1:
+            raise ShapeIssue("give either hole or filter_stride, not both", prefix + ("hole",))
         if param.HasField("hole_h") or param.HasField("hole_w"):
             return param.hole_h, param.hole_w
-        return (param.hole,) * num_spatial
+        return (hole,) * num_spatial
     if not values:
         return (1,) * num_spatial
     if len(values) not in (1, num_spatial):
@@ -99,6 +102,14 @@ def _dilation(param, num_spatial, prefix):
 def pool_window(param, spatial: tuple[int, ...]) -> Window:
     """Pooling's window over a 2-D input of size `spatial` (global pooling needs it)."""
     prefix = ("pooling_param",)
+    if param.HasField("bin_size"):  # ParseNet: bin_size x bin_size cells, sized as SPP's levels
+        if param.HasField("kernel_size") or param.HasField("kernel_h") or param.global_pooling:
+            raise ShapeIssue("bin_size sets the kernel; remove kernel_size and global_pooling",
+                             prefix + ("bin_size",))
+        bins = max(param.bin_size, 1)
+        kernel = tuple(-(-n // bins) for n in spatial)
+        return Window(kernel, kernel, tuple((k * bins - n + 1) // 2
+                                            for k, n in zip(kernel, spatial)), (1, 1))
     if param.global_pooling:
         if param.HasField("kernel_size") or param.HasField("kernel_h") or param.HasField("kernel_w"):
             raise ShapeIssue("global_pooling sets the kernel; remove kernel_size",

@@ -62,6 +62,12 @@ class LayerRule:
     is_input: bool = False  # a data layer: its tops are graph inputs
     tops_match_bottoms: bool = False  # one top per bottom (Convolution, Split-like layers)
     loss_weight: float = 0.0  # top 0's weight in the objective when the layer sets none
+    bounded_tops: bool = False  # the tops' leading axis is an upper bound the data decides
+
+    def served_as(self, layer) -> "LayerRule":
+        """The rule that handles this particular layer: this one, unless a type hands some of
+        its layers to another rule (a known Python layer served built in)."""
+        return self
 
     def check_params(self, layer) -> Iterator[Issue]:
         return iter(())

@@ -47,7 +47,7 @@ class ConvolutionLike(LayerRule):
         if any(v == 0 for v in window.kernel + window.stride + window.dilation):
             return [None] * len(bottoms)  # already reported by check_params
         channels = first[axis]
-        if channels % param.group:
+        if channels % self.groups(param, channels):
             raise ShapeIssue(f"input channels {channels} are not divisible by group {param.group}",
                              _P + ("group",))
         out = tuple(self.spatial_out(axis_index, size, window)
@@ -58,11 +58,16 @@ class ConvolutionLike(LayerRule):
     def out_channels(self, param, channels: int, window: Window) -> int:
         return param.num_output
 
+    def groups(self, param, channels: int) -> int:
+        """The convolution's groups: the file's `group` (the depthwise forks: every channel)."""
+        return max(param.group, 1)
+
     def weight_shapes(self, layer, bottoms):
         param = layer.convolution_param
-        channels, group = bottoms[0][param.axis % len(bottoms[0])], max(param.group, 1)
-        kernel = conv_window(param, len(bottoms[0]) - 2).kernel
-        return [(param.num_output, channels // group) + tuple(kernel), (param.num_output,)]
+        channels = bottoms[0][param.axis % len(bottoms[0])]
+        window = conv_window(param, len(bottoms[0]) - 2)
+        out = self.out_channels(param, channels, window)
+        return [(out, channels // self.groups(param, channels)) + tuple(window.kernel), (out,)]
 
     def spatial_map(self, layer, ctx):
         param = layer.convolution_param
@@ -107,11 +112,13 @@ class ConvolutionLike(LayerRule):
         window = conv_window(param, spatial)
         if len(ctx.bottom_shapes) > 1:
             raise LoweringIssue("several bottoms sharing one convolution cannot run yet")
+        channels = ctx.bottom_shapes[0][1]
         return torch_nn(f"{self.torch_module}{spatial}d",
                         ("weight", "bias") if param.bias_term else ("weight",),
-                        in_channels=ctx.bottom_shapes[0][1], out_channels=param.num_output,
+                        in_channels=channels, out_channels=self.out_channels(param, channels, window),
                         kernel_size=window.kernel, stride=window.stride, padding=window.pad,
-                        dilation=window.dilation, groups=param.group, bias=param.bias_term)
+                        dilation=window.dilation, groups=self.groups(param, channels),
+                        bias=param.bias_term)
 
     def fillers(self, layer):
         param = layer.convolution_param
@@ -121,3 +128,27 @@ class ConvolutionLike(LayerRule):
 def axis_label(axis: int, num_spatial: int = 2) -> str:
     return {0: "height", 1: "width"}.get(axis, f"spatial axis {axis}") if num_spatial == 2 \
         else f"spatial axis {axis}"
+
+
+class DepthwiseLike(ConvolutionLike):
+    """The mobile forks' depthwise convolutions: one filter per input channel, whatever
+    `group` says, stored as Caffe stores a grouped convolution's (C x 1 x kh x kw)."""
+
+    needs_num_output = False
+
+    def check_params(self, layer):
+        yield from zero_fields(layer.convolution_param, ("kernel_size", "kernel_h", "kernel_w",
+                                                         "stride", "stride_h", "stride_w",
+                                                         "dilation", "num_output"), _P)
+
+    def out_channels(self, param, channels, window):
+        if param.HasField("num_output") and param.num_output != channels:
+            raise ShapeIssue(f"num_output {param.num_output} differs from the input's {channels} "
+                             "channels; a depthwise convolution keeps them", _P + ("num_output",))
+        return channels
+
+    def groups(self, param, channels):
+        return channels
+
+    def summary(self, layer):
+        return ", ".join(filter(None, [super().summary(layer), "depthwise"]))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ._base import Issue, register
 from ._pointwise import PointwiseRule
-from ..modules import torch_nn
+from ..modules import runtime, torch_nn
 
 
 @register
@@ -25,4 +25,7 @@ class Dropout(PointwiseRule):
         return f"{layer.dropout_param.dropout_ratio:g}"
 
     def lower(self, layer, ctx):
-        return torch_nn("Dropout", p=layer.dropout_param.dropout_ratio)  # scales at train time
+        param = layer.dropout_param
+        if not param.scale_train:  # py-faster-rcnn: scale at test time instead
+            return runtime("UnscaledDropout", p=param.dropout_ratio)
+        return torch_nn("Dropout", p=param.dropout_ratio)  # scales at train time

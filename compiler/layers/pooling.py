@@ -29,7 +29,7 @@ class Pooling(LayerRule):
     def check_params(self, layer):
         param = layer.pooling_param
         yield from zero_fields(param, ("kernel_size", "kernel_h", "kernel_w", "stride",
-                                       "stride_h", "stride_w"), _P)
+                                       "stride_h", "stride_w", "bin_size"), _P)
         if len(layer.top) == 2 and param.pool != pb.PoolingParameter.MAX:
             yield Issue("a second (mask) top needs pool: MAX", _P + ("pool",))
         if param.global_pooling and (param.pad or param.pad_h or param.pad_w):
@@ -57,7 +57,7 @@ class Pooling(LayerRule):
     def spatial_map(self, layer, ctx):
         param = layer.pooling_param
         field = ctx.bottoms[0].field
-        if param.global_pooling:
+        if param.global_pooling or param.HasField("bin_size"):
             return [ctx.ended()] * len(layer.top)
 
         def through(maps):
@@ -73,6 +73,8 @@ class Pooling(LayerRule):
         kind = pb.PoolingParameter.PoolMethod.Name(param.pool)
         if param.global_pooling:
             return f"{kind} global"
+        if param.HasField("bin_size"):
+            return f"{kind} {param.bin_size}x{param.bin_size} bins"
         try:
             return f"{kind} {window_text(pool_window(param, (1, 1)))}"
         except ShapeIssue:

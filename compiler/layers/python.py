@@ -21,6 +21,14 @@ class Python(LayerRule):
     params = ("python_param",)
     is_input = True
 
+    def served_as(self, layer):
+        """py-faster-rcnn's proposal layer is served built in by the Proposal rule."""
+        from .proposal import PYTHON_LAYER
+        if (layer.python_param.module, layer.python_param.layer) == PYTHON_LAYER:
+            from . import registry
+            return registry()["Proposal"]
+        return self
+
     def data_source(self, layer, ctx):
         """The FCN project's VOC layer is served built in; other classes need the flag."""
         from netdef.training.data import python_source

@@ -158,3 +158,22 @@ class Accuracy(nn.Module):
         hits = torch.zeros(classes, device=x.device).index_add_(0, safe[hit], torch.ones_like(
             safe[hit], dtype=torch.float))
         return accuracy, torch.where(totals > 0, hits / totals.clamp_min(1), torch.zeros_like(hits))
+
+
+class SmoothL1Loss(nn.Module):
+    """py-faster-rcnn's SmoothL1Loss: d = inside * (a - b); 0.5 (sigma d)^2 where
+    |d| < 1 / sigma^2, else |d| - 0.5 / sigma^2; times outside; summed, over the batch size."""
+
+    def __init__(self, sigma: float):
+        super().__init__()
+        self.sigma2 = sigma * sigma
+
+    def forward(self, a, b, inside=None, outside=None):
+        d = a - b.reshape(a.shape)
+        if inside is not None:
+            d = d * inside.reshape(a.shape)
+        small = d.abs() < 1.0 / self.sigma2
+        loss = torch.where(small, 0.5 * self.sigma2 * d * d, d.abs() - 0.5 / self.sigma2)
+        if outside is not None:
+            loss = loss * outside.reshape(a.shape)
+        return loss.sum() / a.shape[0]

@@ -165,3 +165,23 @@ class ChannelAffine(nn.Module):
     def forward(self, x):
         view = (1, -1) + (1,) * (x.dim() - 2)
         return torch.addcmul(self.shift.view(view), x, self.scale.view(view))
+
+
+class Normalize(nn.Module):
+    """SSD's (and ParseNet's) Normalize: x / sqrt(sum of squares + eps), the sum over each
+    item (across_spatial) or over channels at each position, then times a learned scale (one,
+    or one per channel)."""
+
+    def __init__(self, channels: int, across_spatial: bool, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.across_spatial, self.eps = across_spatial, eps
+
+    def forward(self, x):
+        squares = x * x
+        if self.across_spatial:
+            total = squares.reshape(x.shape[0], -1).sum(1).reshape(-1, *(1,) * (x.dim() - 1))
+        else:
+            total = squares.sum(1, keepdim=True)
+        scale = self.weight.reshape(1, -1, *(1,) * (x.dim() - 2))
+        return x / torch.sqrt(total + self.eps) * scale

@@ -74,3 +74,17 @@ class Swish(nn.Module):
 
     def forward(self, x):
         return x * torch.sigmoid(self.beta * x)
+
+
+class UnscaledDropout(nn.Module):
+    """py-faster-rcnn's Dropout with scale_train: false: training zeroes a share p and leaves
+    the rest as they are; inference scales everything by 1 - p instead."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if self.training:
+            return x * (torch.rand_like(x) >= self.p).to(x.dtype)
+        return x * (1.0 - self.p)

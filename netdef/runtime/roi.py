@@ -1,7 +1,8 @@
-"""fast-rcnn's ROIPooling."""
+"""fast-rcnn's ROIPooling and R-FCN's PSROIPooling."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -64,3 +65,44 @@ class ROIPooling(nn.Module):
         pooled = by_column.unsqueeze(1).masked_fill(~in_row[:, :, None], lowest).amax(2)
         empty = ~(in_row.any(1)[:, None] & in_col.any(1)[None, :])
         return pooled.masked_fill(empty, 0)
+
+
+class PSROIPooling(nn.Module):
+    """R-FCN's position-sensitive region pooling: each region (batch index, x1, y1, x2, y2,
+    rounded, inclusive) is split into group x group bins with floor/ceil edges, and bin
+    (i, j) of output channel d averages input channel (d * group + i) * group + j over the
+    bin; an empty bin gives 0."""
+
+    def __init__(self, output_dim: int, group_size: int, spatial_scale: float):
+        super().__init__()
+        self.output_dim, self.group, self.spatial_scale = output_dim, group_size, spatial_scale
+
+    def forward(self, features, rois):
+        rois = rois.reshape(rois.shape[0], 5).float()
+        height, width = features.shape[-2:]
+        scale = torch.tensor(self.spatial_scale)
+        corners = _round_half_away(rois[:, 1:])
+        start = corners[:, :2] * scale
+        end = (corners[:, 2:] + 1.0) * scale
+        extent = (end - start).clamp_min(0.1) / self.group  # bin sizes: x, y
+        rows = self._edges(start[:, 1], extent[:, 1], height)
+        cols = self._edges(start[:, 0], extent[:, 0], width)
+        table = F.pad(features.double().cumsum(-1).cumsum(-2), (1, 0, 1, 0))  # summed areas
+        g, d = self.group, self.output_dim
+        channel = (torch.arange(d)[:, None, None] * g + torch.arange(g)[None, :, None]) * g \
+            + torch.arange(g)[None, None, :]  # d x g x g
+        batch = rois[:, 0].long()[:, None, None, None]
+        r0, r1 = (e[:, None, :, None] for e in rows)
+        c0, c1 = (e[:, None, None, :] for e in cols)
+        pick = lambda r, c: table[batch, channel[None], r, c]  # noqa: E731
+        total = pick(r1, c1) - pick(r0, c1) - pick(r1, c0) + pick(r0, c0)
+        area = ((r1 - r0) * (c1 - c0)).to(total.dtype)
+        out = torch.where(area > 0, total / area.clamp_min(1), torch.zeros_like(total))
+        return out.to(features.dtype)
+
+    def _edges(self, start, size, limit: int):
+        """First and end cell of each of the group bins of every region, clipped."""
+        index = torch.arange(self.group, dtype=torch.float32)
+        first = torch.floor(index * size[:, None] + start[:, None])
+        end = torch.ceil((index + 1) * size[:, None] + start[:, None])
+        return first.clamp(0, limit).long(), end.clamp(0, limit).long()

@@ -1,5 +1,6 @@
 """Layers that move, merge or cut blobs: Eltwise, Concat, Split, Slice, Crop, Flatten,
-Reshape, Interp, ArgMax, Reduction, Tile, BatchReindex, Filter."""
+Reshape, Interp, ArgMax, Reduction, Tile, BatchReindex, Filter; and the forks' Permute,
+ShuffleChannel, Reorg, Axpy and PADDING."""
 from __future__ import annotations
 
 import math
@@ -166,3 +167,80 @@ class Filter(nn.Module):
         *data, selector = xs
         keep = selector.reshape(-1) != 0
         return data[0][keep] if len(data) == 1 else tuple(d[keep] for d in data)
+
+
+class Permute(nn.Module):
+    """SSD's Permute: the axes in `order` (a full permutation)."""
+
+    def __init__(self, order: tuple):
+        super().__init__()
+        self.order = tuple(order)
+
+    def forward(self, x):
+        return x.permute(*self.order).contiguous()
+
+
+class ShuffleChannel(nn.Module):
+    """ShuffleNet's channel shuffle: channels seen as group x (C / group), transposed."""
+
+    def __init__(self, group: int):
+        super().__init__()
+        self.group = group
+
+    def forward(self, x):
+        n, c = x.shape[:2]
+        grouped = x.reshape(n, self.group, c // self.group, *x.shape[2:])
+        return grouped.transpose(1, 2).reshape(x.shape)
+
+
+class Reorg(nn.Module):
+    """The YOLOv2 ports' passthrough (darknet's reorg as caffe-yolov2 calls it). Darknet
+    reads the C x H x W input as if it were (C / s^2) x sH x sW, gathers every s x s phase of
+    that view into C channels of H x W, and the result is read as (C s^2) x (H / s) x (W / s):
+    not a plain space-to-depth of the input, and that is what trained weights expect."""
+
+    def __init__(self, stride: int, reverse: bool = False):
+        super().__init__()
+        self.stride, self.reverse = stride, reverse
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        s = self.stride
+        if self.reverse:  # darknet's inverse: scatter what the forward gathers
+            phases = x.reshape(n, s, s, c // (s * s), h, w)  # [b, oy, ox, c2, j, i]
+            return phases.permute(0, 3, 4, 1, 5, 2).reshape(n, c // (s * s), h * s, w * s)
+        view = x.reshape(n, c // (s * s), h, s, w, s)  # [b, c2, j, oy, i, ox]
+        gathered = view.permute(0, 3, 5, 1, 2, 4).reshape(n, c, h, w)
+        return gathered.reshape(n, c * s * s, h // s, w // s)
+
+
+class Axpy(nn.Module):
+    """SENet's Axpy: a * x + y, a (N x C x 1 x 1) scaling x's channels."""
+
+    def forward(self, a, x, y):
+        return a.reshape(*a.shape[:2], *(1,) * (x.dim() - 2)) * x + y
+
+
+class Padding(nn.Module):
+    """DeepLab v1's PADDING: pad_beg zeros before and pad_end after each spatial axis
+    (negative values crop)."""
+
+    def __init__(self, pad_beg: int, pad_end: int):
+        super().__init__()
+        self.pads = (pad_beg, pad_end, pad_beg, pad_end)
+
+    def forward(self, x):
+        return F.pad(x, self.pads)
+
+
+class ParseOutput(nn.Module):
+    """ParseNet's label map: the first best class at each position (and its score)."""
+
+    def __init__(self, with_score: bool):
+        super().__init__()
+        self.with_score = with_score
+
+    def forward(self, x):
+        score, label = x.max(1, keepdim=True)
+        label = label.to(x.dtype)
+        return (label, score) if self.with_score else label
