@@ -26,7 +26,7 @@ from .weights import CaffeLayer, read_weights
 
 def build_module(net: Net, weights=None, *, device="cpu", dtype=None, seed: int = 0,
                  convolutionalize: bool = False, expand_score=(),
-                 optimize: bool = False) -> fx.GraphModule:
+                 optimize: bool = False, outputs=None) -> fx.GraphModule:
     """The checked net as a module with its tensors (netdef.load after the checks);
     `device="meta"` builds the structure alone; `optimize` runs the inference passes
     (compiler/optimize.py) on a TEST-phase module once its weights are bound."""
@@ -37,7 +37,7 @@ def build_module(net: Net, weights=None, *, device="cpu", dtype=None, seed: int 
     if not meta:
         check_memory(net)
     with torch.device("meta") if meta else _no_context():
-        module = lower(net)
+        module = lower(net, outputs)
     if not meta:
         apply_fillers(module, net, seed)
         if caffe_layers is not None:

@@ -22,9 +22,11 @@ from .ir import Layer, Net
 from .modules import LoweringContext, LoweringIssue, ModuleSpec
 
 
-def lower(net: Net) -> fx.GraphModule:
+def lower(net: Net, outputs=None) -> fx.GraphModule:
+    """`outputs` names the blobs forward returns (internal ones too); by default the net's."""
     specs, problems = module_specs(net)
     raise_if_errors(problems)
+    returned = output_blobs(net) if outputs is None else chosen_blobs(net, outputs)
     root = nn.Module()
     graph = fx.Graph()
     values: dict[str, fx.Node] = {}  # blob id -> node
@@ -56,7 +58,7 @@ def lower(net: Net) -> fx.GraphModule:
             for position, blob_id in enumerate(layer.tops):
                 item = graph.call_function(operator.getitem, (node, position))
                 values[blob_id] = item
-    graph.output({net.blobs[b].name: values[b] for b in output_blobs(net)})
+    graph.output({net.blobs[b].name: values[b] for b in returned})
     module = CaffeGraphModule(root, graph, class_name=_class_name(net))
     module.graph.lint()
     module.caffe_input_names = input_names
@@ -64,6 +66,7 @@ def lower(net: Net) -> fx.GraphModule:
     module.caffe_parameters = [(index, target, specs[index].blobs) for index, target in targets
                                if specs[index].blobs]
     module.caffe_specs = {target: specs[index] for index, target in targets}
+    module.caffe_image_info = image_info_inputs(net)
     return module
 
 
@@ -72,12 +75,26 @@ class CaffeGraphModule(fx.GraphModule):
     Python identifiers ('im-data' reaches the argument im_data)."""
 
     def __call__(self, *args, **blobs):
+        blobs = with_image_info(blobs, getattr(self, "caffe_image_info", ()))
         renames = getattr(self, "caffe_input_names", None)
         if renames:
             blobs = {renames.get(name, name): value for name, value in blobs.items()}
         if getattr(self, "caffe_channels_last", False):  # set by compiler/optimize.py
             blobs = {name: _channels_last(value) for name, value in blobs.items()}
         return super().__call__(*args, **blobs)
+
+
+def with_image_info(blobs: dict, info_names) -> dict:
+    """Missing image-information inputs (Faster R-CNN's im_info) default to the first image
+    input's height and width at scale 1, one row per image."""
+    missing = [name for name in info_names if name not in blobs]
+    image = next((value for value in blobs.values() if getattr(value, "dim", None)
+                  and value.dim() == 4), None)
+    if not missing or image is None:
+        return blobs
+    height, width = image.shape[-2:]
+    info = torch.tensor([[float(height), float(width), 1.0]], device=image.device)
+    return {**blobs, **{name: info.expand(image.shape[0], 3) for name in missing}}
 
 
 def _channels_last(value):
@@ -118,10 +135,36 @@ def _build(net: Net, layer: Layer, spec: ModuleSpec) -> nn.Module:
 
 
 def output_blobs(net: Net) -> list[str]:
-    """Tops no layer reads, in definition order."""
+    """Tops no computing layer reads (a Silence may), in definition order."""
     return [blob.id for blob in net.blobs.values()
-            if not blob.consumers and blob.producer is not None
-            and not net.layers[blob.producer].rule.is_input]
+            if blob.producer is not None and not net.layers[blob.producer].rule.is_input
+            and all(net.layers[c].rule.family == "sink" for c in blob.consumers)]
+
+
+def chosen_blobs(net: Net, names) -> list[str]:
+    """The ids of the named blobs, each at its last version (after in-place layers), as
+    Caffe's net.blobs[name] holds it after a forward."""
+    latest = {blob.name: blob.id for blob in net.blobs.values()}
+    unknown = [name for name in names if name not in latest]
+    if unknown:
+        from netdef.errors import UsageError
+        raise UsageError(f"outputs: no blob named {', '.join(map(repr, unknown))}; the net's "
+                         f"blobs are {', '.join(sorted(latest))}")
+    return [latest[name] for name in dict.fromkeys(names)]
+
+
+def image_info_inputs(net: Net) -> list[str]:
+    """Input blobs a rule reads as image information (height, width, scale): forward fills
+    them from the image input when the caller leaves them out."""
+    found = []
+    for layer in net.layers:
+        position = getattr(layer.rule, "image_info_bottom", None)
+        if position is None or position >= len(layer.bottoms):
+            continue
+        blob = net.blobs[layer.bottoms[position]]
+        if blob.id in net.input_blobs and blob.name not in found:
+            found.append(blob.name)
+    return found
 
 
 def _annotate(net: Net, node: fx.Node, layer: Layer) -> None:

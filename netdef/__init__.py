@@ -52,7 +52,7 @@ def analyze(source, inputs=None, *, phase: str = "TEST", strict: bool = False):
 
 def load(prototxt, weights=None, *, phase: str = "TEST", inputs=None, device="cpu", dtype=None,
          allow_python_layers: bool = False, seed: int = 0, convolutionalize: bool = False,
-         expand_score=(), literal_crops: bool = False, optimize: bool = False):
+         expand_score=(), literal_crops: bool = False, optimize: bool = False, outputs=None):
     """The net as a torch.fx.GraphModule; `forward(**inputs)` returns {blob name: tensor}
     for the net's outputs. Weights come from a .caffemodel when given; `device="meta"`
     builds the structure alone. Weights also come from a .safetensors file keyed `layer.blob`
@@ -72,14 +72,19 @@ def load(prototxt, weights=None, *, phase: str = "TEST", inputs=None, device="cp
     `optimize=True` (TEST phase) folds BatchNorm, Scale and Bias chains into the convolution
     or inner product before them (one fused affine op elsewhere) and drops Dropout and Split:
     the same numbers up to float rounding, fewer passes over memory. The default module is
-    the faithful one, layer for layer, as training and weight export need it."""
+    the faithful one, layer for layer, as training and weight export need it.
+
+    `outputs` names the blobs forward returns, internal ones included (a name rewritten in
+    place means its last version); by default the net's outputs, the tops no layer reads
+    but a Silence. Inputs a layer reads as image information (Faster R-CNN's `im_info`:
+    height, width, scale) may be left out: they default to the image's size at scale 1."""
     from .compiler.analysis import checked_net
     from .compiler.bind import build_module
 
     net = checked_net(prototxt, phase=phase, inputs=inputs, solve_crops=not literal_crops)
     return build_module(net, weights, device=device, dtype=dtype, seed=seed,
                         convolutionalize=convolutionalize, expand_score=expand_score,
-                        optimize=optimize)
+                        optimize=optimize, outputs=outputs)
 
 
 def fast(module, *, bf16=None):

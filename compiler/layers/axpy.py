@@ -26,7 +26,9 @@ class Axpy(LayerRule):
         return [x]
 
     def spatial_map(self, layer, ctx):
-        return [ctx.merged()]
+        if ctx.bottoms[0].field:  # factors that come from an image: every position counts
+            return [ctx.ended()]
+        return [ctx.merged(ctx.bottoms[1:])]
 
     def lower(self, layer, ctx):
         return runtime("Axpy")

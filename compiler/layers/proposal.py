@@ -64,6 +64,8 @@ class Proposal(LayerRule):
     bottoms = (3, 3)  # objectness probabilities, box deltas, im_info
     tops = (1, 2)  # rois, and optionally their scores
     params = ("proposal_param", "python_param")
+    bounded_tops = True  # at most post_nms_topn regions; the data decides how many
+    image_info_bottom = 2  # im_info defaults to the image's height, width and scale 1
 
     def check_params(self, layer):
         try:
@@ -92,8 +94,6 @@ class Proposal(LayerRule):
                              ("bottom", 2))
         most = found.post_nms_topn or scores[2] * scores[3] * anchors
         return [(most, 5), (most, 1)][: len(layer.top)]  # at most; fewer at run time
-
-    bounded_tops = True  # the leading axis of the tops is an upper bound
 
     def summary(self, layer):
         try:

@@ -18,9 +18,13 @@ _P = ("unpooling_param",)
 
 def unpool_window(layer, bottoms) -> tuple:
     """(kernel, stride, pad) pairs: the parameters', or derived from the second bottom."""
-    if len(bottoms) == 2:
-        from netdef.runtime.pooling import unpool_window as derived
-        return derived(bottoms[0][2:], bottoms[1][2:])
+    if len(bottoms) == 2:  # kernel and stride ceil(H2 / H), stride 1 when that is H2
+        size, like = bottoms[0][2:], bottoms[1][2:]
+        kernel = tuple(-(-big // small) for small, big in zip(size, like))
+        stride = tuple(1 if k == big else k for k, big in zip(kernel, like))
+        pad = tuple(((small - 1) * s + k - big) // 2
+                    for small, s, k, big in zip(size, stride, kernel, like))
+        return kernel, stride, pad
     param = layer.unpooling_param
     kernel = _scalar_pair(param, "out_kernel", "out_kernel_size", None, _P)
     return (kernel, _scalar_pair(param, "out_stride", "out_stride", 1, _P),
@@ -73,7 +77,5 @@ class UnPooling(LayerRule):
 
     def lower(self, layer, ctx):
         method = pb.UnPoolingParameter.UnPoolMethod.Name(layer.unpooling_param.unpool)
-        if len(ctx.bottom_shapes) == 2:
-            return runtime("UnPooling", method=method, kernel=None, stride=None, pad=None)
         kernel, stride, pad = unpool_window(layer, ctx.bottom_shapes)
         return runtime("UnPooling", method=method, kernel=kernel, stride=stride, pad=pad)

@@ -134,35 +134,34 @@ class UnPooling(nn.Module):
     """ParseNet's UnPooling. Input cell (h, w) owns the window [h s - p, h s - p + k) of an
     output (H - 1) s - 2p + k high (likewise across). REP copies each value over its window,
     averaging where windows overlap; DIV does the same with each value first divided by
-    the window's area; FIXED puts each value at its window's middle (later cells win).
-    Without a kernel, the second input's size decides: kernel and stride ceil(H2 / H), the
-    stride 1 when that is H2, and the pad half of what is left over."""
+    the window's area; FIXED puts each value at its window's middle (later cells win). A
+    second input (the size to reach) only decided the window when the net was lowered."""
 
-    def __init__(self, method: str, kernel: tuple | None, stride: tuple | None,
-                 pad: tuple | None):
+    def __init__(self, method: str, kernel: tuple, stride: tuple, pad: tuple):
         super().__init__()
-        self.method, self.kernel, self.stride, self.pad = method, kernel, stride, pad
+        self.method = method
+        self.kernel, self.stride, self.pad = tuple(kernel), tuple(stride), tuple(pad)
 
     def forward(self, x, like=None):
-        kernel, stride, pad = ((self.kernel, self.stride, self.pad) if like is None
-                               else unpool_window(x.shape[-2:], like.shape[-2:]))
         if self.method == "FIXED":
-            return self._fixed(x, kernel, stride, pad)
+            return self._fixed(x)
         channels = x.shape[1]
-        ones = x.new_ones(channels, 1, *kernel)
-        spread = F.conv_transpose2d(x, ones, stride=stride, padding=pad, groups=channels)
-        cover = F.conv_transpose2d(torch.ones_like(x[:1, :1]), ones[:1], stride=stride,
-                                   padding=pad)
+        ones = x.new_ones(channels, 1, *self.kernel)
+        spread = F.conv_transpose2d(x, ones, stride=self.stride, padding=self.pad,
+                                    groups=channels)
+        cover = F.conv_transpose2d(torch.ones_like(x[:1, :1]), ones[:1], stride=self.stride,
+                                   padding=self.pad)
         out = spread / cover.clamp_min(1)
-        return out / (kernel[0] * kernel[1]) if self.method == "DIV" else out
+        return out / (self.kernel[0] * self.kernel[1]) if self.method == "DIV" else out
 
-    @staticmethod
-    def _fixed(x, kernel, stride, pad):
-        size = [(n - 1) * s - 2 * p + k for n, s, p, k in zip(x.shape[-2:], stride, pad, kernel)]
+    def _fixed(self, x):
+        size = [(n - 1) * s - 2 * p + k
+                for n, s, p, k in zip(x.shape[-2:], self.stride, self.pad, self.kernel)]
         middles = []
         for axis in range(2):
-            start = torch.arange(x.shape[2 + axis], device=x.device) * stride[axis] - pad[axis]
-            middle = torch.div(2 * start + kernel[axis] - 1, 2, rounding_mode="trunc")
+            start = torch.arange(x.shape[2 + axis], device=x.device) * self.stride[axis] \
+                - self.pad[axis]
+            middle = torch.div(2 * start + self.kernel[axis] - 1, 2, rounding_mode="trunc")
             middles.append(middle.clamp(0, size[axis] - 1))
         target = (middles[0][:, None] * size[1] + middles[1][None, :]).reshape(-1)
         source = torch.arange(target.numel(), device=x.device)
@@ -173,12 +172,3 @@ class UnPooling(nn.Module):
         out = flat.new_zeros(*x.shape[:2], size[0] * size[1])
         out[..., written] = flat[..., last[written]]
         return out.reshape(*x.shape[:2], *size)
-
-
-def unpool_window(size: tuple, like: tuple):
-    """UnPooling's kernel, stride and pad from the input's and the second input's sizes."""
-    kernel = tuple(-(-big // small) for small, big in zip(size, like))
-    stride = tuple(1 if k == big else k for k, big in zip(kernel, like))
-    pad = tuple(((small - 1) * s + k - big) // 2
-                for small, s, k, big in zip(size, stride, kernel, like))
-    return kernel, stride, pad
