@@ -73,13 +73,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--mean", type=_mean, default=(0.0, 0.0, 0.0), metavar="B,G,R",
                      help="subtracted from image inputs, added back to drawn BGR outputs")
     run.add_argument("--out", default="outputs.npz",
-                     help="FILE.npz (every output) or an image: scores -> argmax in the VOC "
-                          "palette, 3 channels -> BGR picture, 1 channel -> grey; a region "
-                          "net draws each pathway's regions here and the regions kept by "
-                          "NMS in FILE-kept.png")
+                     help="FILE.npz (every output; the default is outputs.npz) or an image: "
+                          "scores -> argmax in the VOC palette, 3 channels -> BGR picture, "
+                          "1 channel -> grey; a detection net draws its boxes on the input "
+                          "image, or writes them to FILE.json; a region net draws each "
+                          "pathway's regions here and the regions kept by NMS in FILE-kept.png")
     run.add_argument("--fast", action="store_true",
                      help="compile first (netdef.fast: torch.compile; bf16 on CUDA)")
-    run.add_argument("--out-blob", help="the output drawn to an image (default: the first 4-D one)")
+    run.add_argument("--out-blob", help="the blob drawn to an image or saved, internal ones too "
+                     "(default: the net's outputs; draws the first 4-D one)")
+    run.add_argument("--labels", metavar="FILE",
+                     help="class names, one per line (line i names label i), for detections")
+    run.add_argument("--threshold", type=float, default=0.5,
+                     help="detections scoring below it are not drawn or written (default 0.5)")
     run.add_argument("--device", default="cpu")
     run.add_argument("--phase", default="TEST", type=str.upper, choices=["TRAIN", "TEST"])
     run.add_argument("--no-optimize", action="store_true",
@@ -278,6 +284,7 @@ def cmd_run(args) -> int:
     import torch
 
     from . import load
+    from .detections import detection_blob
     from .images import is_image, write_image
     from .proposals import capture
 
@@ -286,7 +293,8 @@ def cmd_run(args) -> int:
     feeds = {name: _read_input(name, path, args.mean) for name, path in args.input}
     module = load(args.net, args.weights, phase=args.phase, device=args.device,
                   inputs={name: value.shape for name, value in feeds.items()},
-                  optimize=args.phase == "TEST" and not args.no_optimize, **_surgery(args))
+                  optimize=args.phase == "TEST" and not args.no_optimize,
+                  outputs=[args.out_blob] if args.out_blob else None, **_surgery(args))
     _report_binding(module)
     layers = module  # the nn.Module whose layers capture() watches, compiled or not
     if args.fast:
@@ -302,6 +310,9 @@ def cmd_run(args) -> int:
               f"max {value.max():.4g}")
     if proposals and is_image(args.out):
         return _draw_proposals(args, feeds, proposals[0])
+    boxes = detection_blob(layers.caffe_net, arrays)
+    if boxes and (is_image(args.out) or args.out.endswith(".json")):
+        return _write_detections(args, feeds, arrays[boxes])
     if not is_image(args.out):
         np.savez(args.out, **arrays)
         print(f"wrote {args.out}")
@@ -315,6 +326,29 @@ def cmd_run(args) -> int:
     except ValueError as exc:
         raise UsageError(f"--out {args.out}: {name}: {exc}") from None
     print(f"wrote {args.out}: {name} as {drawn}")
+    return 0
+
+
+def _write_detections(args, feeds, rows) -> int:
+    """A detection net's boxes: drawn on the input image, or written as JSON."""
+    from .detections import detections, draw, read_labels, write_json
+    from .images import as_rgb
+
+    try:
+        labels = read_labels(args.labels) if args.labels else []
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"--labels: cannot read {args.labels}: {exc}") from None
+    name, image = next(iter(feeds.items()))
+    found = detections(rows, image.shape[-2:], labels, args.threshold)
+    if args.out.endswith(".json"):
+        write_json(args.out, found)
+        print(f"wrote {args.out}: {len(found)} detections scoring {args.threshold:g} or more")
+        return 0
+    if image.ndim != 4 or image.shape[1] != 3:
+        raise UsageError(f"--out {args.out}: input '{name}' is not an image to draw on; "
+                         "use FILE.json")
+    draw(as_rgb(image, args.mean), found).save(args.out)
+    print(f"wrote {args.out}: {len(found)} detections scoring {args.threshold:g} or more on {name}")
     return 0
 
 

@@ -369,3 +369,87 @@ def test_real_face_detector_gives_opencvs_detections(face_detector):
     assert ours.shape == theirs.shape and ours.shape[2] > 10
     np.testing.assert_allclose(detection_rows(ours.numpy()), detection_rows(theirs), rtol=1e-4,
                                atol=1e-5)
+
+
+# ---------------------------------------------------------------- netdef run on detectors
+def drawn_faces(path: Path) -> list[tuple]:
+    """A 300 x 300 picture of two drawn faces; returns their (x1, y1, x2, y2) outlines."""
+    from PIL import Image, ImageDraw, ImageFilter
+
+    picture = Image.new("RGB", (300, 300), (90, 120, 160))
+    pen = ImageDraw.Draw(picture)
+    outlines = []
+    for cx, cy, r, skin in ((95, 150, 70, (225, 185, 150)), (225, 140, 55, (190, 140, 100))):
+        pen.ellipse([cx - 0.8 * r, cy - r, cx + 0.8 * r, cy + r], fill=skin)
+        pen.ellipse([cx - 0.85 * r, cy - 1.1 * r, cx + 0.85 * r, cy - 0.35 * r], fill=(60, 40, 20))
+        for side in (-0.32, 0.32):
+            eye = cx + side * r
+            pen.ellipse([eye - 0.14 * r, cy - 0.2 * r, eye + 0.14 * r, cy - 0.05 * r],
+                        fill=(255, 255, 255))
+            pen.ellipse([eye - 0.07 * r, cy - 0.19 * r, eye + 0.07 * r, cy - 0.06 * r],
+                        fill=(40, 30, 20))
+            pen.line([eye - 0.18 * r, cy - 0.32 * r, eye + 0.18 * r, cy - 0.3 * r],
+                     fill=(50, 30, 20), width=3)
+        pen.polygon([(cx, cy - 0.05 * r), (cx - 0.1 * r, cy + 0.25 * r),
+                     (cx + 0.1 * r, cy + 0.25 * r)], fill=tuple(int(c * 0.85) for c in skin))
+        pen.chord([cx - 0.35 * r, cy + 0.3 * r, cx + 0.35 * r, cy + 0.6 * r], 0, 180,
+                  fill=(170, 60, 60))
+        outlines.append((cx - 0.85 * r, cy - 1.1 * r, cx + 0.85 * r, cy + r))
+    picture.filter(ImageFilter.GaussianBlur(1.5)).save(path)
+    return outlines
+
+
+def test_run_draws_detections_and_writes_json(tmp_path, cli):
+    """SSD300 on seeded weights: every real row above the threshold is drawn and written."""
+    import json
+
+    from .test_forks import SSD, seeded_caffemodel
+    from netdef.compiler.analysis import check_net
+    from PIL import Image
+
+    path = FORKS / SSD / "deploy.prototxt"
+    weights = tmp_path / "seeded.caffemodel"
+    weights.write_bytes(seeded_caffemodel(check_net(path.read_text())[0]))
+    image = tmp_path / "in.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 300, 3), np.uint8)).save(image)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(["background"] + [f"voc{i}" for i in range(1, 21)]) + "\n")
+    common = [path, "--weights", weights, "--input", f"data={image}", "--labels", labels,
+              "--threshold", "0.1"]
+    code, out, err = cli("run", *common, "--out", tmp_path / "found.json")
+    assert code == 0, err
+    found = json.loads((tmp_path / "found.json").read_text())["detections"]
+    assert found and all(d["score"] >= 0.1 and d["name"].startswith("voc") for d in found)
+    assert [d["score"] for d in found] == sorted((d["score"] for d in found), reverse=True)
+    code, out, err = cli("run", *common, "--out", tmp_path / "found.png")
+    assert code == 0, err
+    assert f"{len(found)} detections" in out
+    drawn = np.asarray(Image.open(tmp_path / "found.png"))
+    assert drawn.shape == (300, 300, 3)
+
+
+@pytest.mark.slow
+def test_real_face_detector_finds_drawn_faces(face_detector, tmp_path, cli):
+    import json
+
+    prototxt, weights = face_detector
+    outlines = drawn_faces(tmp_path / "faces.png")
+    labels = tmp_path / "labels.txt"
+    labels.write_text("background\nface\n")
+    code, out, err = cli("run", prototxt, "--weights", weights, "--input",
+                         f"data={tmp_path / 'faces.png'}", "--mean", "104,177,123",
+                         "--labels", labels, "--out", tmp_path / "faces.json")
+    assert code == 0, err
+    found = json.loads((tmp_path / "faces.json").read_text())["detections"]
+    assert [d["name"] for d in found] == ["face", "face"]
+    for outline in outlines:  # each drawn face overlaps one detection well
+        best = max(iou(outline, d["box"]) for d in found)
+        assert best > 0.5, (outline, found)
+
+
+def iou(a, b) -> float:
+    width = min(a[2], b[2]) - max(a[0], b[0])
+    height = min(a[3], b[3]) - max(a[1], b[1])
+    meet = max(width, 0) * max(height, 0)
+    area = lambda box: (box[2] - box[0]) * (box[3] - box[1])  # noqa: E731
+    return meet / (area(a) + area(b) - meet)

@@ -64,6 +64,7 @@ class LayerRule:
     loss_weight: float = 0.0  # top 0's weight in the objective when the layer sets none
     bounded_tops: bool = False  # the tops' leading axis is an upper bound the data decides
     image_info_bottom: int | None = None  # a bottom read as (height, width, scale) of the image
+    output_kind: str | None = None  # "detections": rows `netdef run` draws and writes as JSON
 
     def served_as(self, layer) -> "LayerRule":
         """The rule that handles this particular layer: this one, unless a type hands some of

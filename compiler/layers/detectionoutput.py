@@ -21,6 +21,7 @@ class DetectionOutput(LayerRule):
     family = "other"
     bottoms = (3, 3)  # locations, confidences, priors
     params = ("detection_output_param",)
+    output_kind = "detections"  # `netdef run` draws them and writes them as JSON
 
     def check_params(self, layer):
         param = layer.detection_output_param
