@@ -1,9 +1,9 @@
 """The checking pipeline (parse, upgrade, IR, validate, shapes) and its report."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from netdef.errors import Problem, UsageError, raise_if_errors
+from netdef.errors import Problem, UnknownLayerType, UsageError, raise_if_errors
 from netdef.proto import netdef_pb2 as pb
 
 from .ir import Net, NetState, build_ir
@@ -53,6 +53,21 @@ def checked_net(source, *, phase: str = "TEST", inputs: dict | None = None, stri
                               stages=stages, solve_crops=solve_crops)
     raise_if_errors(problems)
     net.warnings = [p for p in problems if p.warning]
+    return net
+
+
+def partial_net(source, **settings) -> Net:
+    """What `info` and `draw` analyse: the checked net, except that unknown layer types do
+    not stop it. Their tops get unknown shapes (or the shapes `inputs` gives them), the
+    layers after them are analysed as far as that allows, and each unknown type stays in
+    `net.warnings`. Every other error still raises."""
+    net, problems = check_net(source, **settings)
+    unknown = [p for p in problems if p.kind is UnknownLayerType and not p.warning]
+    raise_if_errors([p for p in problems if p not in unknown])
+    hint = "; its tops have unknown shapes (--input NAME=N,C,H,W sizes them)"
+    net.warnings = sorted([p for p in problems if p.warning] +
+                          [replace(p, message=p.message + hint, warning=True) for p in unknown],
+                          key=lambda p: p.line or 0)
     return net
 
 
@@ -134,10 +149,13 @@ class Report:
 
 
 def analyze(source, *, phase: str = "TEST", inputs: dict | None = None, strict: bool = False,
-            level: int | None = None, stages=None, solve_crops: bool = True) -> Report:
-    """Shapes and receptive fields of every blob; raises if the net has errors."""
-    net = checked_net(source, phase=phase, inputs=inputs, strict=strict, level=level,
-                      stages=stages, solve_crops=solve_crops)
+            level: int | None = None, stages=None, solve_crops: bool = True,
+            partial: bool = False) -> Report:
+    """Shapes and receptive fields of every blob; raises if the net has errors (`partial`:
+    but for unknown layer types, see partial_net)."""
+    front = partial_net if partial else checked_net
+    net = front(source, phase=phase, inputs=inputs, strict=strict, level=level, stages=stages,
+                solve_crops=solve_crops)
     return build_report(net, net.warnings)
 
 

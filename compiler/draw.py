@@ -22,6 +22,7 @@ FAMILY_COLOURS = {
     "merge": "#cab2d6", "reshape": "#ffff99", "data": "#8dd3c7", "loss": "#fb9a99",
     "sink": "#d9d9d9", "crf": "#f4a6d7", "other": "#ffffff",
 }
+UNKNOWN_COLOUR = "#ff6666"  # a layer type netdef does not know: analysed around, not through
 FORMATS = ("svg", "png", "pdf", "dot")
 
 
@@ -87,8 +88,8 @@ def layer_label(layer: Layer, in_place: list[Layer]) -> str:
     """An HTML-like table: the layer's name, type and key parameters, then one row per folded layer."""
     def row(member: Layer, main: bool) -> str:
         rule = member.rule
-        colour = FAMILY_COLOURS.get(rule.family if rule else "other", "#ffffff")
-        summary = rule.summary(member.param) if rule else ""
+        colour = FAMILY_COLOURS.get(rule.family, "#ffffff") if rule else UNKNOWN_COLOUR
+        summary = rule.summary(member.param) if rule else "unknown type: not analysed"
         summary = ", ".join(filter(None, [summary, *(f"{key} {_values(value)} (solved)"
                                                      for key, value in member.solution.items())]))
         name = html.escape(_visible(member.name))

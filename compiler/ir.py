@@ -149,7 +149,8 @@ class _Builder:
         if not layer.type:
             message = "the layer has no type"
         else:
-            message = f"unknown layer type '{layer.type}'{did_you_mean(layer.type, self.rules)}"
+            message = (f"unknown layer type '{layer.type}'"
+                       f"{did_you_mean(layer.type, self.rules, cutoff=0.7)}")
         self.problems.append(self.net.problem(UnknownLayerType, message, layer, ("type",)))
 
     def connect_bottom(self, layer: Layer, position: int, name: str) -> None:

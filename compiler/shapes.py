@@ -37,6 +37,8 @@ def infer_shapes(net: Net, user_inputs: dict[str, tuple] | None = None) -> list[
 
 def check_user_inputs(net: Net, user_inputs: dict[str, tuple]) -> None:
     names = [net.blobs[blob_id].name for blob_id in net.input_blobs]
+    names += [net.blobs[blob_id].name for layer in net.layers if layer.rule is None
+              for blob_id in layer.tops]  # an unknown type's tops: the user may size them
     for name, shape in user_inputs.items():
         if name not in names:
             known = ", ".join(names) or "none"
@@ -75,8 +77,8 @@ def size_problem(net: Net, layer: Layer, top_shapes: list) -> Problem | None:
 def layer_top_shapes(net: Net, layer: Layer, user_inputs) -> tuple[list, Problem | None]:
     unknown = [None] * len(layer.tops)
     rule = layer.rule
-    if rule is None:
-        return unknown, None
+    if rule is None:  # an unknown type: its tops are as the user sizes them, else unknown
+        return [user_inputs.get(net.blobs[blob_id].name) for blob_id in layer.tops], None
     try:
         if rule.is_input:
             shapes = rule.input_shapes(layer.param)

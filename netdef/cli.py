@@ -214,7 +214,7 @@ def cmd_info(args) -> int:
     from .compiler.analysis import analyze
 
     report = analyze(args.net, phase=args.phase, inputs=dict(args.input),
-                     solve_crops=not args.literal_crops)
+                     solve_crops=not args.literal_crops, partial=True)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
         return 0
@@ -252,18 +252,18 @@ def _rf_columns(rf: dict, name_inputs: bool) -> tuple[str, str, str]:
 
 
 def cmd_draw(args) -> int:
-    from .compiler.analysis import check_net
+    from .compiler.analysis import partial_net
     from .compiler.draw import FORMATS, render, to_dot
-    from .errors import raise_if_errors
 
     _refuse_overwriting(args.output, args.net)
     fmt = os.path.splitext(args.output)[1].lstrip(".").lower()
     if fmt not in FORMATS:
         raise UsageError(f"cannot tell the format of {args.output!r}: use one of "
                          + ", ".join(f".{f}" for f in FORMATS))
-    net, problems = check_net(args.net, phase=args.phase, inputs=dict(args.input),
-                              solve_crops=not args.literal_crops)
-    raise_if_errors(problems)
+    net = partial_net(args.net, phase=args.phase, inputs=dict(args.input),
+                      solve_crops=not args.literal_crops)
+    for warning in net.warnings:
+        print(warning.format(), file=sys.stderr)
     render(to_dot(net, args.rankdir), args.output, fmt)
     print(f"{args.net}: {len(net.layers)} layers drawn to {args.output}")
     return 0

@@ -108,11 +108,14 @@ def raise_if_errors(problems: list[Problem]) -> None:
         raise errors[0].kind(problems=errors)
 
 
-def did_you_mean(word: str, choices) -> str:
-    """A ' (did you mean ...?)' suffix naming the closest choices, or ''."""
+def did_you_mean(word: str, choices, cutoff: float = 0.6) -> str:
+    """A ' (did you mean ...?)' suffix naming the closest choices, or ''. A choice must be
+    close both ways round (difflib's ratio is not symmetric): 'Permute' is not 'Parameter'."""
     import difflib
 
-    close = difflib.get_close_matches(word, list(choices), n=3, cutoff=0.6)
+    close = [choice for choice in difflib.get_close_matches(word, list(choices), n=3,
+                                                            cutoff=cutoff)
+             if difflib.SequenceMatcher(None, word, choice).ratio() >= cutoff]
     if not close:
         lowered = {c.lower(): c for c in choices}
         if word.lower() in lowered:

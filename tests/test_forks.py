@@ -156,3 +156,55 @@ def test_matches_opencv(name, tmp_path):
         reference = reference.reshape(value.shape)
         assert reference.std() > 0, f"{blob}: the reference output is constant; weak test"
         assert relative_l2(value, reference) <= 1e-4, blob
+
+
+UNKNOWN = """name: "exotic"
+input: "data" input_shape { dim: 1 dim: 3 dim: 32 dim: 32 }
+layer { name: "c1" type: "Convolution" bottom: "data" top: "c1"
+        convolution_param { num_output: 4 kernel_size: 3 } }
+layer { name: "weird" type: "ROIAlign" bottom: "c1" top: "w" }
+layer { name: "c2" type: "Convolution" bottom: "w" top: "c2"
+        convolution_param { num_output: 4 kernel_size: 3 } }
+"""
+
+
+def test_unknown_type_is_an_error_for_check_only(tmp_path, cli):
+    """check refuses the file; info and draw analyse around the unknown layer."""
+    path = tmp_path / "exotic.prototxt"
+    path.write_text(UNKNOWN)
+    code, out, err = cli("check", path)
+    assert code == 1 and ":5: layer 'weird' (ROIAlign): unknown layer type 'ROIAlign'" in out + err
+    assert "did you mean" not in out + err  # ROIPooling is another layer, not a typo
+    code, out, err = cli("info", path)
+    assert code == 0 and "warning: unknown layer type 'ROIAlign'" in err
+    rows = {line.split()[0]: line.split()[1] for line in out.splitlines()[1:]}
+    assert rows == {"data": "1x3x32x32", "c1": "1x4x30x30", "w": "?", "c2": "?"}
+    code, out, err = cli("info", path, "--input", "w=1,4,30,30")
+    assert code == 0 and out.split("\nc2")[1].split()[0] == "1x4x28x28"
+    code, out, err = cli("draw", path, "-o", tmp_path / "exotic.dot")
+    assert code == 0
+    dot = (tmp_path / "exotic.dot").read_text()
+    assert "unknown type: not analysed" in dot and "1x4x30x30" in dot
+
+
+@pytest.mark.parametrize("typo,suggestion", [("Permute2", "Permute"), ("Relu", "ReLU"),
+                                             ("Normalise", "Normalize"), ("ROIAlign", None)])
+def test_did_you_mean_only_when_plausible(typo, suggestion):
+    net, problems = check_net(UNKNOWN.replace("ROIAlign", typo))
+    message = next(p.message for p in problems if not p.warning)
+    assert (f"did you mean '{suggestion}'" in message) if suggestion else \
+        "did you mean" not in message
+
+
+def test_outputs_choose_internal_blobs_and_silenced_outputs_stay():
+    text = """input: "x" input_shape { dim: 1 dim: 2 dim: 4 dim: 4 }
+    layer { name: "r" type: "ReLU" bottom: "x" top: "r" }
+    layer { name: "s" type: "Sigmoid" bottom: "r" top: "s" }
+    layer { name: "t" type: "TanH" bottom: "r" top: "t" }
+    layer { name: "quiet" type: "Silence" bottom: "t" }"""
+    x = torch.randn(1, 2, 4, 4)
+    assert sorted(netdef.load(text)(x=x)) == ["s", "t"]  # t is read by Silence only
+    out = netdef.load(text, outputs=["r"])(x=x)
+    assert list(out) == ["r"] and torch.equal(out["r"], x.clamp_min(0))
+    with pytest.raises(netdef.UsageError, match="no blob named 'nope'"):
+        netdef.load(text, outputs=["nope"])

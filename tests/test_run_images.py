@@ -85,4 +85,4 @@ def test_bad_image_arguments_are_usage_errors(tmp_path, picture, capsys):
     assert main(["run", net, "--input", f"data={path}", "--mean", "1,2"]) == 2
     assert main(["run", net, "--input", f"data={path}", "--out", str(tmp_path / "o.png"),
                  "--out-blob", "nope"]) == 2
-    assert "outputs are same" in capsys.readouterr().err
+    assert "no blob named 'nope'; the net's blobs are data, same" in capsys.readouterr().err
