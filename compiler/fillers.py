@@ -33,7 +33,7 @@ def fill(shape: tuple, filler: pb.FillerParameter | None, rng: np.random.Generat
     if kind == "msra":
         std = math.sqrt(2.0 / _fan(shape, filler.variance_norm))
         return (std * rng.standard_normal(shape)).astype(np.float32)
-    if kind == "bilinear":
+    if kind in ("bilinear", "bilinear_upsampling"):  # ParseNet's fork names it the latter
         return bilinear(shape)
     if kind == "positive_unitball":
         values = rng.uniform(0, 1, shape).astype(np.float32)

@@ -208,3 +208,28 @@ def test_outputs_choose_internal_blobs_and_silenced_outputs_stay():
     assert list(out) == ["r"] and torch.equal(out["r"], x.clamp_min(0))
     with pytest.raises(netdef.UsageError, match="no blob named 'nope'"):
         netdef.load(text, outputs=["nope"])
+
+
+@pytest.mark.slow
+def test_mobilenet_ssd_matches_opencv(tmp_path):
+    """A MobileNet-SSD (chuanqi305's layout, 1917 priors) built from the fork layers."""
+    from .mobilenet_ssd import mobilenet_ssd
+
+    path = tmp_path / "mobilenet_ssd.prototxt"
+    path.write_text(mobilenet_ssd())
+    ours, theirs = run_both(path, tmp_path)
+    value, reference = ours["detection_out"], theirs["detection_out"]
+    assert value.shape == reference.shape and value.shape[2] > 10
+    np.testing.assert_allclose(detection_rows(value), detection_rows(reference), rtol=1e-4,
+                               atol=1e-5)
+
+
+def test_parsenet_trains_a_step_forward():
+    """ParseNet's TRAIN net (Normalize, bin_size pooling, UnPooling to a second bottom,
+    filter_stride dilations) runs, the data layers' tops fed as inputs."""
+    path = FORKS / "natanielruiz+net-archive/parsenet/VGG_VOC2012ext.prototxt"
+    inputs = {"data": (1, 3, 96, 96), "label": (1, 1, 96, 96)}
+    module = netdef.load(path, phase="TRAIN", inputs=inputs)
+    losses = module(data=torch.randn(1, 3, 96, 96) * 50,
+                    label=torch.randint(0, 21, (1, 1, 96, 96)).float())
+    assert len(losses) == 1 and torch.isfinite(next(iter(losses.values())))
