@@ -75,6 +75,7 @@ class CaffeGraphModule(fx.GraphModule):
     Python identifiers ('im-data' reaches the argument im_data)."""
 
     def __call__(self, *args, **blobs):
+        from netdef.runtime.detection import with_image_info
         blobs = with_image_info(blobs, getattr(self, "caffe_image_info", ()))
         renames = getattr(self, "caffe_input_names", None)
         if renames:
@@ -82,19 +83,6 @@ class CaffeGraphModule(fx.GraphModule):
         if getattr(self, "caffe_channels_last", False):  # set by compiler/optimize.py
             blobs = {name: _channels_last(value) for name, value in blobs.items()}
         return super().__call__(*args, **blobs)
-
-
-def with_image_info(blobs: dict, info_names) -> dict:
-    """Missing image-information inputs (Faster R-CNN's im_info) default to the first image
-    input's height and width at scale 1, one row per image."""
-    missing = [name for name in info_names if name not in blobs]
-    image = next((value for value in blobs.values() if getattr(value, "dim", None)
-                  and value.dim() == 4), None)
-    if not missing or image is None:
-        return blobs
-    height, width = image.shape[-2:]
-    info = torch.tensor([[float(height), float(width), 1.0]], device=image.device)
-    return {**blobs, **{name: info.expand(image.shape[0], 3) for name in missing}}
 
 
 def _channels_last(value):

@@ -453,3 +453,17 @@ def iou(a, b) -> float:
     meet = max(width, 0) * max(height, 0)
     area = lambda box: (box[2] - box[0]) * (box[3] - box[1])  # noqa: E731
     return meet / (area(a) + area(b) - meet)
+
+
+def test_compiled_faster_rcnn_runs_from_an_image_alone(tmp_path, cli):
+    path = FORKS / FASTER_RCNN / "VGG16/faster_rcnn_end2end/test.prototxt"
+    code, out, err = cli("compile", path, "-o", tmp_path / "frcnn", "--input", "data=1,3,64,80")
+    assert code == 0, err
+    script = ("import sys, torch; sys.path.insert(0, sys.argv[1]); import model; "
+              "out = model.load()(data=torch.rand(1, 3, 64, 80) * 255); "
+              "print(*out['cls_prob'].shape)")
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "frcnn")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    count, classes = map(int, result.stdout.split())
+    assert classes == 21 and count > 0
