@@ -29,7 +29,6 @@ NET = {title}
 LAYERS = (
 {layers})
 INPUT_NAMES = {input_names}  # Caffe blob name -> forward() argument, where they differ
-IMAGE_INFO = {image_info}  # inputs that default to the image's (height, width, 1)
 
 
 class {name}(nn.Module):
@@ -39,7 +38,7 @@ class {name}(nn.Module):
 
     def __call__(self, *args, **blobs):
         """forward(**blobs) by Caffe blob name, identifier or not ('im-data')."""
-{image_info_default}        return super().__call__(*args, **{{INPUT_NAMES.get(k, k): v for k, v in blobs.items()}})
+        return super().__call__(*args, **{{INPUT_NAMES.get(k, k): v for k, v in blobs.items()}})
 {forward}
 
 def load(weights=None, device="cpu"):
@@ -53,10 +52,6 @@ def load(weights=None, device="cpu"):
     model.load_state_dict(load_file(str(path)))
     return model.to(device).eval()
 '''
-
-
-IMAGE_INFO_DEFAULT = ("        blobs = netdef.runtime.detection.with_image_info(blobs, "
-                      "IMAGE_INFO)\n")
 
 
 def model_source(module: fx.GraphModule, source: str, title: str) -> str:
@@ -78,9 +73,6 @@ def model_source(module: fx.GraphModule, source: str, title: str) -> str:
                              if s.factory.startswith("netdef.")})
     return HEADER.format(source=literal(source), title=literal(title), layers="".join(layers),
                          input_names=literal(getattr(module, "caffe_input_names", {})),
-                         image_info=literal(list(getattr(module, "caffe_image_info", []))),
-                         image_info_default=IMAGE_INFO_DEFAULT if getattr(
-                             module, "caffe_image_info", None) else "",
                          runtime_import="".join(f"import {name}\n" for name in netdef_modules),
                          name=type(module).__name__, constructors="\n".join(constructors) or
                          "        pass", forward=forward)

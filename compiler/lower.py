@@ -8,6 +8,7 @@ definition order. Each node records its Caffe layer name and prototxt line in
 """
 from __future__ import annotations
 
+import inspect
 import keyword
 import operator
 import os
@@ -33,15 +34,19 @@ def lower(net: Net, outputs=None) -> fx.GraphModule:
     names = Names()
     targets: list[tuple[int, str]] = []
     input_names = {}
+    defaults = ImageInfoDefaults(net, root, graph, names)
     for layer in net.layers:
         if layer.rule.is_input:
             for blob_id in layer.tops:
                 name = net.blobs[blob_id].name
-                node = graph.placeholder(names.identifier(name))
+                node = graph.placeholder(names.identifier(name),
+                                         default_value=None if name in defaults.names
+                                         else inspect.Signature.empty)
                 if node.name != name:
                     input_names[name] = node.name
                 _annotate(net, node, layer)
                 values[blob_id] = node
+                defaults.placed(layer, blob_id, values)
             continue
         spec = specs[layer.index]
         if spec is None:
@@ -66,7 +71,7 @@ def lower(net: Net, outputs=None) -> fx.GraphModule:
     module.caffe_parameters = [(index, target, specs[index].blobs) for index, target in targets
                                if specs[index].blobs]
     module.caffe_specs = {target: specs[index] for index, target in targets}
-    module.caffe_image_info = image_info_inputs(net)
+    module.caffe_specs.update(defaults.specs)
     return module
 
 
@@ -75,8 +80,6 @@ class CaffeGraphModule(fx.GraphModule):
     Python identifiers ('im-data' reaches the argument im_data)."""
 
     def __call__(self, *args, **blobs):
-        from netdef.runtime.detection import with_image_info
-        blobs = with_image_info(blobs, getattr(self, "caffe_image_info", ()))
         renames = getattr(self, "caffe_input_names", None)
         if renames:
             blobs = {renames.get(name, name): value for name, value in blobs.items()}
@@ -141,18 +144,43 @@ def chosen_blobs(net: Net, names) -> list[str]:
     return [latest[name] for name in dict.fromkeys(names)]
 
 
-def image_info_inputs(net: Net) -> list[str]:
-    """Input blobs a rule reads as image information (height, width, scale): forward fills
-    them from the image input when the caller leaves them out."""
-    found = []
-    for layer in net.layers:
-        position = getattr(layer.rule, "image_info_bottom", None)
-        if position is None or position >= len(layer.bottoms):
-            continue
-        blob = net.blobs[layer.bottoms[position]]
-        if blob.id in net.input_blobs and blob.name not in found:
-            found.append(blob.name)
-    return found
+class ImageInfoDefaults:
+    """Inputs a rule reads as image information (Faster R-CNN's im_info: height, width,
+    scale) become optional: a runtime ImageInfo node fills one left out from the first
+    image input's size, so forward(data=image) runs the net."""
+
+    def __init__(self, net: Net, root: nn.Module, graph: fx.Graph, identifiers: "Names"):
+        self.net, self.root, self.graph, self.identifiers = net, root, graph, identifiers
+        self.names: set[str] = set()
+        for layer in net.layers:
+            position = layer.rule.image_info_bottom if layer.rule else None
+            if position is not None and position < len(layer.bottoms):
+                blob = net.blobs[layer.bottoms[position]]
+                if blob.id in net.input_blobs:
+                    self.names.add(blob.name)
+        self.specs: dict[str, ModuleSpec] = {}
+        self.image, self.waiting = None, []
+
+    def placed(self, layer: Layer, blob_id: str, values: dict) -> None:
+        blob = self.net.blobs[blob_id]
+        if blob.name in self.names:
+            self.waiting.append((layer, blob_id))
+        elif self.image is None and blob.shape is not None and len(blob.shape) == 4:
+            self.image = values[blob_id]
+        if self.image is not None:
+            for waiting_layer, waiting_id in self.waiting:
+                self._fill(waiting_layer, waiting_id, values)
+            self.waiting = []
+
+    def _fill(self, layer: Layer, blob_id: str, values: dict) -> None:
+        attribute = self.identifiers.identifier(f"{self.net.blobs[blob_id].name}_default")
+        spec = ModuleSpec("netdef.runtime.ImageInfo")
+        self.root.add_module(attribute, spec.build())
+        node = self.graph.call_module(attribute, (values[blob_id], self.image))
+        node.name = attribute
+        _annotate(self.net, node, layer)
+        values[blob_id] = node
+        self.specs[attribute] = spec
 
 
 def _annotate(net: Net, node: fx.Node, layer: Layer) -> None:

@@ -176,3 +176,18 @@ def test_dropout_without_train_scaling_scales_at_test_time():
             dropout_param { dropout_ratio: 0.25 scale_train: false } }"""
     x = torch.randn(2, 3)
     assert torch.allclose(netdef.load(text)(x=x)["y"], 0.75 * x)
+
+
+def test_deeplab_v1_padding_in_a_v1_file():
+    text = """input: "x" input_dim: 1 input_dim: 2 input_dim: 5 input_dim: 5
+    layers { name: "pad" type: PADDING bottom: "x" top: "p" padding_param { pad_beg: -1 pad_end: -2 } }
+    layers { name: "conv" type: CONVOLUTION bottom: "p" top: "c"
+             convolution_param { num_output: 3 kernel_size: 1 } }"""
+    from netdef.compiler.analysis import analyze
+
+    report = analyze(text)
+    assert report.blob("p").shape == (1, 2, 2, 2)
+    assert report.blob("p").rf["x"]["offset"] == [1, 1]  # the crop starts one pixel in
+    x = torch.randn(1, 2, 5, 5)
+    module = netdef.load(text, outputs=["p"])
+    assert torch.equal(module(x=x)["p"], x[:, :, 1:3, 1:3])

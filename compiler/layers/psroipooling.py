@@ -6,7 +6,8 @@ Runs as `netdef.runtime.roi.PSROIPooling`. Tested by `tests/test_rules.py`
 """
 from __future__ import annotations
 
-from ._base import Issue, LayerRule, ShapeIssue, fmt, register
+from ._base import Issue, LayerRule, ShapeIssue, register
+from .roipooling import require_features_and_regions
 from ..modules import runtime
 
 _P = ("psroi_pooling_param",)
@@ -29,13 +30,8 @@ class PSROIPooling(LayerRule):
             yield Issue("spatial_scale is required and must be positive", _P + ("spatial_scale",))
 
     def top_shapes(self, layer, bottoms):
-        features, rois = bottoms
+        features, rois = require_features_and_regions(bottoms)
         param = layer.psroi_pooling_param
-        if len(features) != 4:
-            raise ShapeIssue(f"features must be N x C x H x W, got {fmt(features)}")
-        if len(rois) < 2 or rois[1] != 5:
-            raise ShapeIssue(f"regions must be R x 5 (batch index, x1, y1, x2, y2), got {fmt(rois)}",
-                             ("bottom", 1))
         groups = param.group_size
         if features[1] != param.output_dim * groups * groups:
             raise ShapeIssue(f"features need output_dim x group_size^2 = "

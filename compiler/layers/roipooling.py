@@ -25,12 +25,7 @@ class ROIPooling(LayerRule):
                 yield Issue(f"{name} is required and must be positive", _P)
 
     def top_shapes(self, layer, bottoms):
-        features, rois = bottoms
-        if len(features) != 4:
-            raise ShapeIssue(f"features must be N x C x H x W, got {fmt(features)}")
-        if len(rois) < 2 or rois[1] != 5:
-            raise ShapeIssue(f"regions must be R x 5 (batch index, x1, y1, x2, y2), got {fmt(rois)}",
-                             ("bottom", 1))
+        features, rois = require_features_and_regions(bottoms)
         param = layer.roi_pooling_param
         return [(rois[0], features[1], param.pooled_h, param.pooled_w)]
 
@@ -42,3 +37,15 @@ class ROIPooling(LayerRule):
     def summary(self, layer):
         param = layer.roi_pooling_param
         return f"{param.pooled_h}x{param.pooled_w} scale {param.spatial_scale:g}"
+
+
+def require_features_and_regions(bottoms) -> tuple:
+    """Region pooling's bottoms: an N x C x H x W map and R x 5 regions (batch index, x1, y1,
+    x2, y2); PSROIPooling's too."""
+    features, rois = bottoms
+    if len(features) != 4:
+        raise ShapeIssue(f"features must be N x C x H x W, got {fmt(features)}")
+    if len(rois) < 2 or rois[1] != 5:
+        raise ShapeIssue(f"regions must be R x 5 (batch index, x1, y1, x2, y2), got {fmt(rois)}",
+                         ("bottom", 1))
+    return features, rois

@@ -277,14 +277,14 @@ def clip_boxes(boxes, info):
     return torch.minimum(boxes.clamp_min(0), high)
 
 
-def with_image_info(blobs: dict, info_names) -> dict:
-    """Missing image-information inputs (Faster R-CNN's im_info) default to the first image
-    input's height and width at scale 1, one row per image."""
-    missing = [name for name in info_names if name not in blobs]
-    image = next((value for value in blobs.values() if getattr(value, "dim", None)
-                  and value.dim() == 4), None)
-    if not missing or image is None:
-        return blobs
-    height, width = image.shape[-2:]
-    info = torch.tensor([[float(height), float(width), 1.0]], device=image.device)
-    return {**blobs, **{name: info.expand(image.shape[0], 3) for name in missing}}
+
+class ImageInfo(nn.Module):
+    """Faster R-CNN's im_info as given, or, when left out, the image's height and width at
+    scale 1, one row per image."""
+
+    def forward(self, info, image):
+        if info is not None:
+            return info
+        height, width = image.shape[-2:]
+        row = torch.tensor([[float(height), float(width), 1.0]], device=image.device)
+        return row.expand(image.shape[0], 3)
