@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from netdef.errors import Problem, UnknownLayerType, UsageError, raise_if_errors
+from netdef.errors import NetdefError, Problem, UnknownLayerType, UsageError, raise_if_errors
 from netdef.proto import netdef_pb2 as pb
 
 from .ir import Net, NetState, build_ir
@@ -144,6 +144,10 @@ class Report:
             "warnings": [warning.format() for warning in self.warnings],
         }
 
+    def json_with(self, errors: list[Problem]) -> dict:
+        """to_json plus the errors, for `info --json` on a net that has some."""
+        return {**self.to_json(), "errors": [error.format() for error in errors]}
+
     def blob(self, name: str) -> BlobReport:
         return next(blob for blob in self.blobs if blob.name == name)
 
@@ -157,6 +161,18 @@ def analyze(source, *, phase: str = "TEST", inputs: dict | None = None, strict: 
     net = front(source, phase=phase, inputs=inputs, strict=strict, level=level, stages=stages,
                 solve_crops=solve_crops)
     return build_report(net, net.warnings)
+
+
+def report_anyway(source, **settings) -> tuple[Report | None, list[Problem]]:
+    """The report of whatever could be analysed, and the errors found: for scripts that want
+    JSON even from a broken net (`info --json`, `check --json`). A file that does not parse
+    gives no report."""
+    try:
+        net, problems = check_net(source, **settings)
+    except NetdefError as exc:
+        return None, exc.problems or [Problem(type(exc), str(exc))]
+    errors = [p for p in problems if not p.warning]
+    return build_report(net, [p for p in problems if p.warning]), errors
 
 
 def _settings(layer) -> str:

@@ -203,6 +203,7 @@ class _Builder:
                 hints += 1  # each hint scans every name: only the first few get one
                 hint = did_you_mean(name, self.current) if hints <= MAX_HINTS else ""
                 message = f"bottom '{name}' is not produced by any layer{hint}"
+                message += self.phase_note(name)
             elif cycles.get(layer.index) is not None and \
                     cycles.get(layer.index) == cycles.get(producer.index):
                 message = (f"bottom '{name}' comes from layer '{producer.name}' (line "
@@ -211,6 +212,15 @@ class _Builder:
                 message = (f"bottom '{name}' is produced only later, by layer '{producer.name}' "
                            f"(line {self.net.line_of(producer)}); a layer must follow its inputs")
             self.problems.append(self.net.problem(GraphError, message, layer, ("bottom", position)))
+
+    def phase_note(self, name: str) -> str:
+        """Where a missing blob is produced by a layer the phase leaves out, say so."""
+        phase = pb.Phase.Name(self.net.state.phase)
+        for param in self.net.parsed.net.layer:
+            if name in param.top and not layer_included(self.net.state, param):
+                return (f" in the {phase} phase (layer '{param.name}' makes it, but its "
+                        f"include/exclude rules leave it out of {phase})")
+        return ""
 
     def cycle_groups(self) -> dict[int, int]:
         """Layer index -> its strongly connected component in the graph wired by names,

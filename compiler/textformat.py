@@ -152,7 +152,8 @@ def parse_tree(text: str, path: str = "<string>") -> list[Entry]:
     return entries
 
 
-def _parse_fields(tokens: _Tokens, closer: str | None, depth: int) -> list[Entry]:
+def _parse_fields(tokens: _Tokens, closer: str | None, depth: int,
+                  opened: Token | None = None) -> list[Entry]:
     if depth > MAX_DEPTH:
         raise tokens.error(f"messages nested more than {MAX_DEPTH} deep", tokens.peek().line)
     entries = []
@@ -160,7 +161,8 @@ def _parse_fields(tokens: _Tokens, closer: str | None, depth: int) -> list[Entry
         token = tokens.peek()
         if token.kind == "end":
             if closer is not None:
-                raise tokens.error(f"missing '{closer}': the file ends inside a message", token.line)
+                raise tokens.error(f"missing '{closer}': '{opened.text}' opened here is never "
+                                   f"closed (the file ends at line {token.line})", opened.line)
             return entries
         if closer is not None and tokens.accept(closer):
             return entries
@@ -176,7 +178,7 @@ def _parse_value(tokens: _Tokens, name: Token, depth: int) -> Entry:
     colon = tokens.accept(":")
     nxt = tokens.peek()
     if nxt.kind == "punct" and nxt.text in "{<":
-        return Entry(name.text, name.line, [_parse_message(tokens, depth)], True)
+        return Entry(name.text, name.line, [_parse_message(tokens, depth, name)], True)
     if not colon:
         raise tokens.error(f"expected ':' or '{{' after field name '{name.text}'", nxt.line)
     if tokens.accept("["):
@@ -184,9 +186,9 @@ def _parse_value(tokens: _Tokens, name: Token, depth: int) -> Entry:
     return Entry(name.text, name.line, [_parse_scalar(tokens)], False)
 
 
-def _parse_message(tokens: _Tokens, depth: int) -> list[Entry]:
+def _parse_message(tokens: _Tokens, depth: int, name: Token) -> list[Entry]:
     opener = tokens.take().text
-    return _parse_fields(tokens, "}" if opener == "{" else ">", depth + 1)
+    return _parse_fields(tokens, "}" if opener == "{" else ">", depth + 1, name)
 
 
 def _parse_list(tokens: _Tokens, name: Token, depth: int) -> Entry:
@@ -196,7 +198,7 @@ def _parse_list(tokens: _Tokens, name: Token, depth: int) -> Entry:
     while True:
         nxt = tokens.peek()
         if nxt.kind == "punct" and nxt.text in "{<":
-            values.append(_parse_message(tokens, depth))
+            values.append(_parse_message(tokens, depth, name))
             is_message = True
         else:
             values.append(_parse_scalar(tokens))

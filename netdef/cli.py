@@ -36,18 +36,32 @@ def _input_file(text: str) -> tuple[str, str]:
     return name, path
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("netdef")
+    except PackageNotFoundError:  # running from a checkout that was never installed
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="netdef", description="Check, analyse and upgrade Caffe network definitions.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"netdef {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     check = commands.add_parser("check", help="report every problem in a net, one per line")
     _net_arguments(check)
     check.add_argument("--strict", action="store_true", help="unknown fields are errors")
+    check.add_argument("--json", action="store_true",
+                       help="{net, phase, ok, errors, warnings} as JSON, errors included")
 
     info = commands.add_parser("info", help="shape and producer of every blob")
     _net_arguments(info)
-    info.add_argument("--json", action="store_true", help="machine-readable output")
+    info.add_argument("--json", action="store_true",
+                      help="machine-readable output; a net with errors gives what could be "
+                           "analysed and an `errors` list (exit 1)")
 
     draw = commands.add_parser("draw", help="render the DAG with graphviz (svg, png, pdf or dot)")
     _net_arguments(draw)
@@ -197,27 +211,44 @@ def _net_arguments(sub) -> None:
 
 
 def cmd_check(args) -> int:
-    from .compiler.analysis import check_net
+    from .compiler.analysis import check_net, report_anyway
+    from .errors import Problem
 
-    _, problems = check_net(args.net, phase=args.phase, inputs=dict(args.input), strict=args.strict,
-                            solve_crops=not args.literal_crops)
+    settings = dict(phase=args.phase, inputs=dict(args.input), strict=args.strict,
+                    solve_crops=not args.literal_crops)
+    if args.json:
+        report, errors = report_anyway(args.net, **settings)
+        print(json.dumps({"net": args.net, "phase": args.phase, "ok": not errors,
+                          "errors": [error.format() for error in errors],
+                          "warnings": [w.format() for w in report.warnings] if report else []},
+                         indent=2))
+        return 1 if errors else 0
+    try:
+        net, problems = check_net(args.net, **settings)
+    except NetdefError as exc:  # the file does not parse: nothing after that can be trusted
+        net, problems = None, exc.problems or [Problem(type(exc), str(exc), args.net)]
     for problem in problems:
         print(problem.format())
     errors = sum(not p.warning for p in problems)
     if errors:
         print(f"{args.net}: {errors} error(s)", file=sys.stderr)
         return 1
+    print(f"{args.net}: ok ({len(net.layers)} layers in the {args.phase} phase, "
+          f"{len(problems)} warning{'' if len(problems) == 1 else 's'})")
     return 0
 
 
 def cmd_info(args) -> int:
-    from .compiler.analysis import analyze
+    from .compiler.analysis import analyze, report_anyway
 
-    report = analyze(args.net, phase=args.phase, inputs=dict(args.input),
-                     solve_crops=not args.literal_crops, partial=True)
-    if args.json:
-        print(json.dumps(report.to_json(), indent=2))
-        return 0
+    settings = dict(phase=args.phase, inputs=dict(args.input), solve_crops=not args.literal_crops)
+    if args.json:  # JSON even from a net with errors, for scripts
+        report, errors = report_anyway(args.net, **settings)
+        empty = {"name": None, "inputs": {}, "blobs": [], "warnings": []}
+        print(json.dumps(report.json_with(errors) if report else {**empty, "errors": [
+            error.format() for error in errors]}, indent=2))
+        return 1 if errors else 0
+    report = analyze(args.net, partial=True, **settings)
     for warning in report.warnings:
         print(warning.format(), file=sys.stderr)
     multiple_inputs = any(len(blob.rf) > 1 for blob in report.blobs)
@@ -233,6 +264,11 @@ def cmd_info(args) -> int:
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     for row in rows:
         print("  ".join(f"{cell:<{width}}" for cell, width in zip(row, widths)) + "  " + row[5])
+    unsized = [name for name, shape in report.inputs.items() if shape is None]
+    if unsized and any(blob.shape is None for blob in report.blobs):
+        sizes = " ".join(f"--input {name}=N,C,H,W" for name in unsized)
+        print(f"note: '?' shapes depend on inputs the file does not size; give them with {sizes}",
+              file=sys.stderr)
     return 0
 
 
@@ -290,12 +326,17 @@ def cmd_run(args) -> int:
 
     _refuse_overwriting(args.out, args.net, args.weights, *(path for _, path in args.input))
     _check_device(args.device)
-    feeds = {name: _read_input(name, path, args.mean) for name, path in args.input}
+    declared = _declared_inputs(args)
+    feeds = {name: _read_input(name, path, args.mean, declared.get(name)) for name, path in
+             args.input}
     module = load(args.net, args.weights, phase=args.phase, device=args.device,
                   inputs={name: value.shape for name, value in feeds.items()},
                   optimize=args.phase == "TEST" and not args.no_optimize,
                   outputs=[args.out_blob] if args.out_blob else None, **_surgery(args))
     _report_binding(module)
+    if not args.weights:
+        print("note: no --weights: the outputs come from the prototxt's filler values "
+              "(seeded), not from a trained net", file=sys.stderr)
     layers = module  # the nn.Module whose layers capture() watches, compiled or not
     if args.fast:
         from .fast import fast
@@ -421,14 +462,30 @@ def _counts(text: str) -> tuple[int, ...]:
     return values
 
 
-def _read_input(name: str, path: str, mean: tuple):
+def _declared_inputs(args) -> dict:
+    """The net's input shapes as the file declares them (None where it does not)."""
+    from .compiler.analysis import check_net
+
+    net, _ = check_net(args.net, phase=args.phase, solve_crops=not args.literal_crops)
+    return {net.blobs[b].name: net.blobs[b].shape for b in net.input_blobs}
+
+
+def _read_input(name: str, path: str, mean: tuple, declared: tuple | None = None):
+    """An --input file; an image goes grey for a one-channel input, and must otherwise have
+    the channels the net declares."""
     import numpy as np
 
     from .images import is_image, read_image
 
     try:
         if is_image(path):
-            return read_image(path, mean)
+            channels = declared[1] if declared is not None and len(declared) == 4 else None
+            image = read_image(path, mean, grey=channels == 1)
+            if channels not in (None, image.shape[1]):
+                raise UsageError(f"--input {name}: {path} is a {image.shape[1]}-channel image, "
+                                 f"but the net's input '{name}' takes {channels} channels "
+                                 f"({'x'.join(map(str, declared))}); give a .npy array")
+            return image
         if path.endswith(".npy"):
             return np.load(path, allow_pickle=False).astype(np.float32)
     except (OSError, ValueError) as exc:  # a file that cannot be read: exit 1, as for a net

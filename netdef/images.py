@@ -1,7 +1,7 @@
 """Images in and out of `netdef run`, the way Caffe-era pipelines feed them.
 
 In: RGB file -> 1 x 3 x H x W float32 in BGR order, 0..255, minus a per-channel
-mean (the FCN and VGG convention). Out: a score blob becomes its per-pixel argmax
+mean (the FCN and VGG convention); for a net whose input has one channel, 1 x 1 x H x W grey. Out: a score blob becomes its per-pixel argmax
 drawn with the PASCAL VOC palette; a 3-channel blob becomes a BGR picture (mean
 added back); a 1-channel blob a grey picture stretched to 0..255.
 """
@@ -18,10 +18,16 @@ def is_image(path: str) -> bool:
     return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
 
 
-def read_image(path: str, mean: tuple[float, ...] = (0.0, 0.0, 0.0)) -> np.ndarray:
+def read_image(path: str, mean: tuple[float, ...] = (0.0, 0.0, 0.0),
+               grey: bool = False) -> np.ndarray:
+    """1 x 3 x H x W BGR minus the mean; `grey`: 1 x 1 x H x W luma (ITU-R 601, as OpenCV's
+    grey imread that Caffe's tools use) minus the mean's first value."""
     from PIL import Image
 
     with Image.open(path) as picture:
+        if grey:
+            luma = np.asarray(picture.convert("L"), dtype=np.float32) - float(mean[0])
+            return np.ascontiguousarray(luma[None, None])
         rgb = np.asarray(picture.convert("RGB"), dtype=np.float32)
     bgr = rgb[:, :, ::-1] - np.asarray(mean, np.float32)
     return np.ascontiguousarray(bgr.transpose(2, 0, 1)[None])
