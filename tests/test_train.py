@@ -196,3 +196,44 @@ def test_unknown_solver_fields_are_logged_not_fatal(workdir):
     log = open("out4/snap.log").read()
     assert "solver4.prototxt:9: warning: unknown field 'device_idd' in SolverParameter" in log
     assert "did you mean 'device_id'" in log
+
+
+def test_solver_warnings_are_glog_w_lines(workdir):
+    write_solver(4, max_iter=1, extra="device_idd: 0")
+    train("solver4.prototxt", progress=False)
+    lines = [line for line in open("out4/snap.log") if "device_idd" in line]
+    assert len(lines) == 1 and re.match(r"W\d{4} \d\d:\d\d:\d\d\.\d{6} +\d+ netdef\] ", lines[0])
+
+
+def test_resume_truncates_the_curves_at_the_resumed_iteration(workdir):
+    write_solver(4, max_iter=6, extra="snapshot: 3\ntest_iter: 1\ntest_interval: 2")
+    train("solver4.prototxt", progress=False)
+    train("solver4.prototxt", resume="out4/snap_iter_3.solverstate.safetensors", progress=False)
+    for name in ("out4/snap_train.csv", "out4/snap_test.csv"):
+        with open(name) as handle:
+            iterations = [int(row["iteration"]) for row in csv.DictReader(handle)]
+        assert iterations == sorted(iterations), name  # no zigzag back to iteration 3
+    with open("out4/snap_train.csv") as handle:
+        assert [int(r["iteration"]) for r in csv.DictReader(handle)] == list(range(6))
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal(workdir):
+    """CI and log files get the glog lines, not carriage-return bars."""
+    write_solver(4, max_iter=3)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    run = subprocess.run([sys.executable, "-m", "netdef", "train", "solver4.prototxt"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "\r" not in run.stderr and "Iteration 2" in run.stderr
+
+
+def test_the_training_bar_shows_the_loss(workdir, monkeypatch):
+    from netdef.compiler import progress
+
+    monkeypatch.setattr(progress, "ALWAYS", True)
+    write_solver(4, max_iter=3)
+    import io
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stream)
+    train("solver4.prototxt")
+    assert re.search(r"loss=\d", stream.getvalue())

@@ -349,12 +349,13 @@ class Trainer:
         self._say(f"Solving {self.module.caffe_net.parsed.net.name or 'the net'}")
         self._say(f"Learning Rate Policy: {self.param.lr_policy}")
         for warning in self.solver_file.warnings:
-            self._say(warning.format())
+            self._say(warning.format(), level="W")
         with self._progress(stop) as bar:
             while self.iteration < stop:
                 if self._test_due():
                     self.test()
-                self.step()
+                loss = self.step()
+                bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
                 bar.update(1)
                 if self.param.snapshot and self.iteration % self.param.snapshot == 0:
                     self.snapshot()
@@ -456,20 +457,29 @@ class Trainer:
         self._say(f"Snapshotting solver state to {base}.solverstate.safetensors")
         return base
 
-    def _say(self, message: str) -> None:
+    def _say(self, message: str, level: str = "I") -> None:
         if self.log:
-            self.log.line(message)
+            self.log.line(message, level)
 
     def _progress(self, stop: int):
-        if not self.log or not self.log.progress:
+        """A bar with the loss, on a terminal only: logs and CI get the glog lines alone."""
+        if not self.log or not self.log.progress or not _on_terminal(sys.stderr):
             return contextlib.nullcontext(_NoBar())
         from tqdm import tqdm
         return tqdm(total=stop, initial=self.iteration, unit="iter", file=sys.stderr,
                     dynamic_ncols=True, leave=False)
 
 
+def _on_terminal(stream) -> bool:
+    from netdef.compiler import progress
+    return progress.ALWAYS or (hasattr(stream, "isatty") and stream.isatty())
+
+
 class _NoBar:
     def update(self, count):
+        pass
+
+    def set_postfix(self, **values):
         pass
 
 
@@ -495,16 +505,19 @@ class Log:
     """Caffe-style log lines (glog's prefix, so Caffe's parse_log.py reads them) on stderr
     and in `{prefix}.log`, and a CSV of loss and lr per iteration (+ one of test outputs)."""
 
-    def __init__(self, prefix: str, progress: bool = True, stream=None):
+    def __init__(self, prefix: str, progress: bool = True, stream=None, resume_at: int = 0):
         self.progress, self.stream = progress, stream if stream is not None else sys.stderr
         self.text = open(prefix + ".log", "a")
         self.csv_path, self.test_csv_path = prefix + "_train.csv", prefix + "_test.csv"
-        self.train_rows = _csv(self.csv_path, ["iteration", "lr", "loss", "smoothed_loss"])
-        self.test_rows = _csv(self.test_csv_path, ["iteration", "test_net", "output", "value"])
+        self.train_rows = _csv(self.csv_path, ["iteration", "lr", "loss", "smoothed_loss"],
+                               resume_at)
+        self.test_rows = _csv(self.test_csv_path, ["iteration", "test_net", "output", "value"],
+                              resume_at)
 
-    def line(self, message: str) -> None:
+    def line(self, message: str, level: str = "I") -> None:
+        """One glog line: level I (info) or W (warning), date, time, pid, message."""
         now = datetime.datetime.now()
-        text = f"I{now:%m%d %H:%M:%S.%f} {os.getpid():>5} netdef] {message}"
+        text = f"{level}{now:%m%d %H:%M:%S.%f} {os.getpid():>5} netdef] {message}"
         if self.progress:
             from tqdm import tqdm
             tqdm.write(text, file=self.stream)
@@ -525,8 +538,16 @@ class Log:
             handle.close()
 
 
-def _csv(path: str, header: list[str]):
+def _csv(path: str, header: list[str], resume_at: int = 0):
+    """A CSV to append rows to. Resuming at iteration k drops the rows of iterations k and
+    later that the earlier run wrote, so the curves do not zigzag."""
     fresh = not os.path.exists(path) or os.path.getsize(path) == 0
+    if not fresh and resume_at:
+        with open(path, newline="") as old:
+            rows = list(csv.reader(old))
+        kept = [row for row in rows[1:] if row and row[0].isdigit() and int(row[0]) < resume_at]
+        with open(path, "w", newline="") as new:
+            csv.writer(new).writerows(rows[:1] + kept)
     handle = open(path, "a", newline="")
     writer = csv.writer(handle)
     if fresh:
@@ -592,7 +613,8 @@ def make_trainer(solver, *, data=None, test_data=None, weights=None, resume=None
             share_tensors(train_net.module, net.module)
             tests.append(net)
     trainer = Trainer(solver_file, train_net, tests, solver_obj, dist, device, dtype,
-                      Log(solver_file.snapshot_prefix, progress) if log and dist.root else None)
+                      Log(solver_file.snapshot_prefix, progress, resume_at=iteration)
+                      if log and dist.root else None)
     if dist.world > 1:
         from torch.nn.parallel import DistributedDataParallel
         ids = [torch.device(device).index] if torch.device(device).type == "cuda" else None
