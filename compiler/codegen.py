@@ -130,6 +130,12 @@ def compile_net(source, out_dir, *, weights=None, inputs=None, phase="TEST", fmt
     from .bind import build_module
     from .draw import render, to_dot
 
+    if fmt == "onnx":  # before anything is written
+        try:
+            import onnx  # noqa: F401  (torch's exporter needs it)
+        except ImportError:
+            raise UsageError("--format onnx needs the onnx package (pip install onnx, or "
+                             "pip install 'netdef[onnx]')") from None
     net = checked_net(source, phase=phase, inputs=inputs, solve_crops=not literal_crops)
     module = build_module(net, weights, **surgery)
     if on_load is not None:
@@ -161,10 +167,6 @@ def compile_net(source, out_dir, *, weights=None, inputs=None, phase="TEST", fmt
         torch.export.save(program, str(out / "model.pt2"))
         written.append("model.pt2")
     elif fmt == "onnx":
-        try:
-            import onnx  # noqa: F401  (torch's exporter needs it)
-        except ImportError:
-            raise UsageError("--format onnx needs the onnx package (pip install onnx)") from None
         with torch.no_grad():
             outputs = list(module(**example))
         torch.onnx.export(module, (), str(out / "model.onnx"), kwargs=example, dynamo=False,

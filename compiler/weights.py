@@ -146,6 +146,10 @@ def read_caffemodel(path: str | os.PathLike) -> list[CaffeLayer]:
     try:
         layers = parse_layers(memoryview(buffer))
     except WireError as exc:
+        if _looks_like_text(buffer[:4096]):
+            raise _error(path, "this is protobuf text (a prototxt), not a binary .caffemodel; "
+                         "weights files are binary, nets are given with --net or as NET") \
+                from None
         raise _error(path, str(exc)) from None
     base = np.frombuffer(buffer, np.uint8).ctypes.data
     for layer in layers:
@@ -353,6 +357,15 @@ def _floats(reader: Reader, wire_type: int, dtype: np.dtype) -> np.ndarray:
     start = reader.position
     reader._advance(dtype.itemsize)
     return np.frombuffer(reader.buffer[start:reader.position], dtype=dtype)
+
+
+def _looks_like_text(head: bytes) -> bool:
+    """Whether a file starts like protobuf text: comments, or a field name then ':' or '{'."""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return re.match(r"\s*(#|[A-Za-z_]\w*\s*[:{<])", text) is not None
 
 
 def _error(path: str, message: str) -> WeightError:
