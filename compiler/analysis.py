@@ -1,12 +1,14 @@
 """The checking pipeline (parse, upgrade, IR, validate, shapes) and its report."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 from netdef.errors import NetdefError, Problem, UnknownLayerType, UsageError, raise_if_errors
 from netdef.proto import netdef_pb2 as pb
 
 from .ir import Net, NetState, build_ir
+from .layers import ShapeIssue
 from .parse import parse_net
 from .receptive import infer_fields, rf_json
 from .shapes import infer_shapes
@@ -122,10 +124,19 @@ class BlobReport:
     in_place: list[str] = field(default_factory=list)  # layers that rewrite it in place
     rf: dict = field(default_factory=dict)  # input name -> size/stride/offset per axis
     settings: str = ""  # the producer's key parameters, as `netdef draw` shows them (table only)
+    params: int | None = 0  # learned values of the layers that write it (None: unknown shapes)
+    flops: int | None = 0  # their forward floating-point operations
+    bytes: int | None = None  # the blob in float32
 
     def to_json(self) -> dict:
         return {"name": self.name, "shape": list(self.shape) if self.shape is not None else None,
                 "producer": self.producer, "rf": self.rf}  # DESIGN §3's keys, exactly
+
+    def add_cost(self, cost: tuple | None) -> None:
+        if cost is None:
+            self.params = self.flops = None
+        elif self.params is not None:
+            self.params, self.flops = self.params + cost[0], self.flops + cost[1]
 
 
 @dataclass
@@ -142,7 +153,20 @@ class Report:
             "inputs": {name: list(shape) if shape else None for name, shape in self.inputs.items()},
             "blobs": [blob.to_json() for blob in self.blobs],
             "warnings": [warning.format() for warning in self.warnings],
+            "costs": {blob.name: {"params": blob.params, "flops": blob.flops, "bytes": blob.bytes}
+                      for blob in self.blobs},
+            "totals": self.totals(),
         }
+
+    def totals(self) -> dict:
+        """Parameters, forward FLOPs and blob memory of the whole net; None where some
+        shape is unknown."""
+        def total(values):
+            values = list(values)
+            return None if any(v is None for v in values) else sum(values)
+        return {"params": total(b.params for b in self.blobs),
+                "flops": total(b.flops for b in self.blobs),
+                "bytes": total(b.bytes for b in self.blobs)}
 
     def json_with(self, errors: list[Problem]) -> dict:
         """to_json plus the errors, for `info --json` on a net that has some."""
@@ -175,6 +199,21 @@ def report_anyway(source, **settings) -> tuple[Report | None, list[Problem]]:
     return build_report(net, [p for p in problems if p.warning]), errors
 
 
+def layer_cost(net: Net, layer) -> tuple[int, int] | None:
+    """(learned values, forward FLOPs) of a layer; None when a shape it needs is unknown."""
+    bottoms = [net.blobs[b].shape for b in layer.bottoms]
+    tops = [net.blobs[t].shape for t in layer.tops]
+    if layer.rule is None or any(shape is None for shape in bottoms):
+        return None
+    if layer.rule.is_input:
+        return 0, 0
+    try:
+        params = sum(math.prod(shape) for shape in layer.rule.learned_shapes(layer.param, bottoms))
+        return params, layer.rule.flops(layer.param, bottoms, tops)
+    except (ShapeIssue, ArithmeticError, ValueError, IndexError):
+        return None
+
+
 def _settings(layer) -> str:
     if layer is None or layer.rule is None:
         return ""
@@ -193,9 +232,13 @@ def build_report(net: Net, warnings: list[Problem]) -> Report:
             entry.in_place.append(producer.name)
             entry.shape = blob.shape if blob.shape is not None else entry.shape
             entry.rf = rf_json(blob.coords)
-            continue
-        blobs[blob.name] = BlobReport(blob.name, blob.shape, producer.name if producer else None,
-                                      producer.type if producer else None, rf=rf_json(blob.coords),
-                                      settings=_settings(producer))
+        else:
+            entry = blobs[blob.name] = BlobReport(
+                blob.name, blob.shape, producer.name if producer else None,
+                producer.type if producer else None, rf=rf_json(blob.coords),
+                settings=_settings(producer))
+            entry.bytes = 4 * math.prod(blob.shape) if blob.shape is not None else None
+        if producer is not None and producer.tops[0] == blob.id:  # a layer counts once
+            entry.add_cost(layer_cost(net, producer))
     inputs = {net.blobs[blob_id].name: net.blobs[blob_id].shape for blob_id in net.input_blobs}
     return Report(net.parsed.net.name, net.path, inputs, list(blobs.values()), warnings)

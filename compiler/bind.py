@@ -86,13 +86,13 @@ def _no_context():
 
 
 def learned_bytes(net: Net, itemsize: int = 4) -> int:
-    """What the parameter-sized learned blobs (rule.weight_shapes) will take in memory."""
+    """What the learned blobs (rule.learned_shapes) will take in memory."""
     total = 0
     for layer in net.layers:
         bottoms = [net.blobs[b].shape for b in layer.bottoms]
         if layer.rule is None or not bottoms or any(shape is None for shape in bottoms):
             continue
-        total += sum(math.prod(shape) for shape in layer.rule.weight_shapes(layer.param, bottoms))
+        total += sum(math.prod(shape) for shape in layer.rule.learned_shapes(layer.param, bottoms))
     return total * itemsize
 
 

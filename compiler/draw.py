@@ -64,8 +64,21 @@ def to_dot(net: Net, rankdir: str = "TB") -> str:
             lines.append(f"  {shown[blob_id]} -> {_layer_id(layer)}{label};")
         for blob_id in layer.tops:
             lines.append(f"  {_layer_id(layer)} -> {shown[blob_id]};")
+    lines += legend(net)
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def legend(net: Net) -> list[str]:
+    """A box naming the colour of each layer family the net uses (and of unknown types)."""
+    families = sorted({layer.rule.family for layer in net.layers if layer.rule})
+    unknown = any(layer.rule is None for layer in net.layers)
+    entries = [(family, FAMILY_COLOURS.get(family, "#ffffff")) for family in families]
+    entries += [("unknown type", UNKNOWN_COLOUR)] if unknown else []
+    cells = "".join(f'<TD BGCOLOR="{colour}">{html.escape(name)}</TD>' for name, colour in entries)
+    return [f'  legend [shape=plaintext, margin=0, label=<<TABLE BORDER="0" CELLBORDER="1" '
+            f'CELLSPACING="0" CELLPADDING="2"><TR><TD BORDER="0"><FONT POINT-SIZE="9">'
+            f'layer families</FONT></TD>{cells}</TR></TABLE>>];']
 
 
 def foldable_layers(net: Net) -> dict[int, int]:
@@ -116,14 +129,16 @@ def blob_label(blob) -> str:
     return "\\n".join(_quote(part) for part in parts)
 
 
-def render(dot_source: str, path: str, fmt: str) -> None:
-    """Write DOT source, or run the real `dot` to make svg/png/pdf."""
+def render(dot_source: str, path: str, fmt: str, dpi: int | None = None) -> None:
+    """Write DOT source, or run the real `dot` to make svg/png/pdf (`dpi`: png resolution,
+    svg/pdf size; graphviz's default is 96)."""
     if fmt == "dot":
         with open(path, "w") as handle:
             handle.write(dot_source)
         return
+    scale = [f"-Gdpi={dpi}"] if dpi else []
     try:
-        result = subprocess.run(["dot", f"-T{fmt}", "-o", path], input=dot_source.encode(),
+        result = subprocess.run(["dot", f"-T{fmt}", *scale, "-o", path], input=dot_source.encode(),
                                 capture_output=True, timeout=120)
     except FileNotFoundError:
         raise UsageError("graphviz's `dot` is not installed (Debian: apt-get install graphviz); "

@@ -127,6 +127,7 @@ class _Builder:
         self.versions: dict[str, int] = {}
         self.problems: list[Problem] = []
         self.unresolved: list[tuple[Layer, int, str]] = []
+        self.left_out: dict[str, str] | None = None  # tops of the layers this phase drops
 
     def add_layer(self, source_index: int, param: pb.LayerParameter) -> None:
         net = self.net
@@ -215,12 +216,17 @@ class _Builder:
 
     def phase_note(self, name: str) -> str:
         """Where a missing blob is produced by a layer the phase leaves out, say so."""
+        if self.left_out is None:  # built once: a file may miss thousands of bottoms
+            self.left_out = {}
+            for param in self.net.parsed.net.layer:
+                if not layer_included(self.net.state, param):
+                    for top in param.top:
+                        self.left_out.setdefault(top, param.name)
+        if name not in self.left_out:
+            return ""
         phase = pb.Phase.Name(self.net.state.phase)
-        for param in self.net.parsed.net.layer:
-            if name in param.top and not layer_included(self.net.state, param):
-                return (f" in the {phase} phase (layer '{param.name}' makes it, but its "
-                        f"include/exclude rules leave it out of {phase})")
-        return ""
+        return (f" in the {phase} phase (layer '{self.left_out[name]}' makes it, but its "
+                f"include/exclude rules leave it out of {phase})")
 
     def cycle_groups(self) -> dict[int, int]:
         """Layer index -> its strongly connected component in the graph wired by names,

@@ -56,7 +56,7 @@ def size_problem(net: Net, layer: Layer, top_shapes: list) -> Problem | None:
     bottoms = [net.blobs[blob_id].shape for blob_id in layer.bottoms]
     if layer.rule is not None and bottoms and all(shape is not None for shape in bottoms):
         try:
-            weights = layer.rule.weight_shapes(layer.param, bottoms)
+            weights = layer.rule.learned_shapes(layer.param, bottoms)
         except (ShapeIssue, ArithmeticError, ValueError, IndexError):
             weights = []  # parameters the shape rule has already reported
         named += [(f"learned blob {index}", shape, ParameterError)

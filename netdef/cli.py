@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     _net_arguments(draw)
     draw.add_argument("-o", "--output", required=True, help="FILE.svg, .png, .pdf or .dot")
     draw.add_argument("--rankdir", default="TB", type=str.upper, choices=["TB", "LR", "BT", "RL"])
+    draw.add_argument("--dpi", type=_positive_int, metavar="N",
+                      help="resolution of a .png (graphviz's default 96; 48 halves it)")
 
     compile_ = commands.add_parser("compile", help="write model.py, weights.safetensors, "
                                    "report.json and graph.svg for a net")
@@ -226,6 +228,8 @@ def cmd_check(args) -> int:
     try:
         net, problems = check_net(args.net, **settings)
     except NetdefError as exc:  # the file does not parse: nothing after that can be trusted
+        if args.debug:
+            raise
         net, problems = None, exc.problems or [Problem(type(exc), str(exc), args.net)]
     for problem in problems:
         print(problem.format())
@@ -252,7 +256,7 @@ def cmd_info(args) -> int:
     for warning in report.warnings:
         print(warning.format(), file=sys.stderr)
     multiple_inputs = any(len(blob.rf) > 1 for blob in report.blobs)
-    rows = [("blob", "shape", "rf", "stride", "offset", "producer")]
+    rows = [("blob", "shape", "rf", "stride", "offset", "params", "FLOPs", "memory", "producer")]
     for blob in report.blobs:
         shape = "?" if blob.shape is None else "x".join(map(str, blob.shape)) or "scalar"
         settings = f": {blob.settings}" if blob.settings else ""
@@ -260,16 +264,33 @@ def cmd_info(args) -> int:
         if blob.in_place:
             producer += " + " + ", ".join(blob.in_place)
         size, stride, offset = _rf_columns(blob.rf, multiple_inputs)
-        rows.append((blob.name, shape, size, stride, offset, producer))
-    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+        rows.append((blob.name, shape, size, stride, offset, _amount(blob.params),
+                     _amount(blob.flops), _amount(blob.bytes, "B"), producer))
+    totals = report.totals()
+    rows.append(("total", "", "", "", "", _amount(totals["params"]), _amount(totals["flops"]),
+                 _amount(totals["bytes"], "B"), ""))
+    widths = [max(len(row[i]) for row in rows) for i in range(8)]
     for row in rows:
-        print("  ".join(f"{cell:<{width}}" for cell, width in zip(row, widths)) + "  " + row[5])
+        print(("  ".join(f"{cell:<{width}}" for cell, width in zip(row, widths)) + "  "
+               + row[8]).rstrip())
     unsized = [name for name, shape in report.inputs.items() if shape is None]
     if unsized and any(blob.shape is None for blob in report.blobs):
         sizes = " ".join(f"--input {name}=N,C,H,W" for name in unsized)
         print(f"note: '?' shapes depend on inputs the file does not size; give them with {sizes}",
               file=sys.stderr)
     return 0
+
+
+def _amount(value, unit: str = "") -> str:
+    """1234567 -> '1.23M': three significant digits, SI prefixes; '?' when unknown."""
+    if value is None:
+        return "?"
+    if value == 0:
+        return "-"
+    for prefix, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.3g}{prefix}{unit}"
+    return f"{value}{unit}"
 
 
 def _rf_columns(rf: dict, name_inputs: bool) -> tuple[str, str, str]:
@@ -300,7 +321,7 @@ def cmd_draw(args) -> int:
                       solve_crops=not args.literal_crops)
     for warning in net.warnings:
         print(warning.format(), file=sys.stderr)
-    render(to_dot(net, args.rankdir), args.output, fmt)
+    render(to_dot(net, args.rankdir), args.output, fmt, args.dpi)
     print(f"{args.net}: {len(net.layers)} layers drawn to {args.output}")
     return 0
 
@@ -450,6 +471,16 @@ def _first_input(net: str) -> str:
     from .compiler.analysis import analyze
 
     return next(iter(analyze(net).inputs))
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def _counts(text: str) -> tuple[int, ...]:
@@ -624,7 +655,7 @@ def main(argv=None) -> int:
     argv = [arg for arg in argv if arg != "--debug"]  # accepted before or after the command
     try:
         args = build_parser().parse_args(argv)
-        args.argv = list(argv)
+        args.argv, args.debug = list(argv), debug
         return COMMANDS[args.command](args)
     except UsageError as exc:
         print(f"netdef: error: {exc}", file=sys.stderr)

@@ -110,3 +110,23 @@ def test_version(cli, capsys):
     with pytest.raises(SystemExit) as stop:
         cli("--version")
     assert stop.value.code == 0 and capsys.readouterr().out.startswith("netdef ")
+
+
+def test_info_counts_parameters_flops_and_memory(cli):
+    """FCN-8s at 500 x 500: the module's own parameter count, the 362 GFLOP the speed issue
+    states, and every blob in float32."""
+    import netdef
+    from netdef.compiler.analysis import analyze
+
+    report = analyze(FCN8S)
+    module = netdef.load(FCN8S, device="meta")
+    assert report.totals()["params"] == sum(p.numel() for p in module.parameters())
+    assert round(report.totals()["flops"] / 1e9) == 362
+    assert report.blob("conv1_1").bytes == 4 * 64 * 698 * 698
+    assert report.blob("conv1_1").params == 64 * 3 * 9 + 64
+    code, out, err = cli("info", FCN8S)
+    header, *rows = out.splitlines()
+    assert header.split()[5:8] == ["params", "FLOPs", "memory"]
+    assert rows[-1].split() == ["total", "134M", "362G", "649MB"]
+    code, out, err = cli("info", FCN8S, "--json")
+    assert json.loads(out)["totals"]["params"] == report.totals()["params"]

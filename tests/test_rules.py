@@ -200,6 +200,7 @@ def test_rule(type_name):
             netdef.load(text)
         return
     module = netdef.load(text)
+    check_learned_shapes(net, module)
     for spec in module.caffe_specs.values():
         module_name, _, name = spec.factory.rpartition(".")
         assert hasattr(importlib.import_module(module_name), name), spec.factory
@@ -219,6 +220,17 @@ def test_rule(type_name):
         else:
             assert got == blob.shape, blob.name
     check_receptive_field(net, module, layer, feeds)
+
+
+def check_learned_shapes(net, module) -> None:
+    """The rule's learned_shapes list exactly the module's tensors, in Caffe's order, each
+    with the same number of values (info's parameter counts and the size checks use them)."""
+    built = {index: [getattr(module.get_submodule(target), name).numel() for name in names]
+             for index, target, names in module.caffe_parameters}
+    for layer in net.layers:
+        bottoms = [net.blobs[b].shape for b in layer.bottoms]
+        stated = [int(np.prod(shape)) for shape in layer.rule.learned_shapes(layer.param, bottoms)]
+        assert stated == built.get(layer.index, []), (layer.type, stated, built.get(layer.index))
 
 
 def check_input_rule(type_name: str, text: str) -> None:

@@ -78,11 +78,16 @@ class LayerRule:
         """Shapes of the tops given the bottoms' (Caffe's Reshape)."""
         raise NotImplementedError
 
-    def weight_shapes(self, layer, bottoms: list[Shape]) -> list[Shape]:
-        """Shapes of the learned blobs whose size the parameters choose (num_output, kernels,
-        input_dim), so the checks can refuse a file that asks for terabytes before anything is
-        allocated. Blobs sized by a bottom's channels need not be listed: blobs are bounded."""
+    def learned_shapes(self, layer, bottoms: list[Shape]) -> list[Shape]:
+        """The shapes of the layer's learned blobs, in Caffe's order: what a caffemodel holds
+        for it. The checks refuse a file whose blobs would exceed Caffe's limits before
+        anything is allocated; `info` counts parameters with them."""
         return []
+
+    def flops(self, layer, bottoms: list[Shape], tops: list[Shape]) -> int:
+        """Floating-point operations of one forward pass: by default one per output value;
+        layers that multiply and add (convolutions, inner products) count both."""
+        return sum(count(top) for top in tops if top is not None)
 
     def spatial_map(self, layer, ctx) -> list:
         """Each top's field (see _spatial): by default the receptive field ends,

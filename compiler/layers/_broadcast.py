@@ -31,12 +31,12 @@ class BroadcastRule(LayerRule):
     def spatial_map(self, layer, ctx):
         return [ctx.merged()]
 
-    def operand(self, layer, ctx) -> tuple[int, tuple]:
+    def operand(self, layer, bottoms) -> tuple[int, tuple]:
         """(axis, shape) of the second operand, learned or bottom 1."""
-        data = ctx.bottom_shapes[0]
+        data = bottoms[0]
         param = self.param(layer)
-        if len(ctx.bottom_shapes) == 2:
-            operand = tuple(ctx.bottom_shapes[1])
+        if len(bottoms) == 2:
+            operand = tuple(bottoms[1])
             return (0 if not operand else param.axis % len(data)), operand
         axis = param.axis % len(data)
         end = len(data) if param.num_axes == -1 else axis + param.num_axes

@@ -1,7 +1,7 @@
 """What Convolution, Deconvolution and Im2col share: parameters and the N-d shape driver."""
 from __future__ import annotations
 
-from ._base import Issue, LayerRule, ShapeIssue, canonical_axis, zero_fields
+from ._base import Issue, LayerRule, ShapeIssue, canonical_axis, count, zero_fields
 from ..spatial import AxisMap, map_axes
 from ..window import Window, conv_window, too_small
 from ..window import window_text
@@ -62,12 +62,22 @@ class ConvolutionLike(LayerRule):
         """The convolution's groups: the file's `group` (the depthwise forks: every channel)."""
         return max(param.group, 1)
 
-    def weight_shapes(self, layer, bottoms):
+    def learned_shapes(self, layer, bottoms):
         param = layer.convolution_param
         channels = bottoms[0][param.axis % len(bottoms[0])]
         window = conv_window(param, len(bottoms[0]) - 2)
         out = self.out_channels(param, channels, window)
-        return [(out, channels // self.groups(param, channels)) + tuple(window.kernel), (out,)]
+        weight = self.weight_shape(channels, out, self.groups(param, channels), window.kernel)
+        return [weight, (out,)][:1 + param.bias_term]
+
+    def weight_shape(self, channels: int, out: int, groups: int, kernel: tuple) -> tuple:
+        """Caffe's filter blob: out x (in / groups) x kernel (Deconvolution transposes it)."""
+        return (out, channels // groups) + tuple(kernel)
+
+    def flops(self, layer, bottoms, tops):
+        """Two per multiply-add: each output value reads (in / groups) x kernel inputs."""
+        weight = self.learned_shapes(layer, bottoms)[0]
+        return 2 * sum(count(top) for top in tops) * count(weight, 1)
 
     def spatial_map(self, layer, ctx):
         param = layer.convolution_param

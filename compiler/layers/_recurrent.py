@@ -44,9 +44,18 @@ class RecurrentRule(LayerRule):
                                                    + position))
         return [sequence[:2] + (outputs,)] + [state] * self._exposed(layer)
 
-    def weight_shapes(self, layer, bottoms):
-        outputs = layer.recurrent_param.num_output
-        return [(self.gates * outputs, count(bottoms[0], 2)), (self.gates * outputs, outputs)]
+    def learned_shapes(self, layer, bottoms):
+        n, width = layer.recurrent_param.num_output, self.gates * layer.recurrent_param.num_output
+        shapes = {"input_weight": (width, count(bottoms[0], 2)), "input_bias": (width,),
+                  "hidden_weight": (width, n), "output_weight": (n, n), "output_bias": (n,)}
+        if self._has_static(layer):
+            shapes["static_weight"] = (width, count(bottoms[2], 1))
+        return [shapes[name] for name in self.blob_names if name in shapes]
+
+    def flops(self, layer, bottoms, tops):
+        """Two per multiply-add of the weight matrices, at every time step."""
+        weights = self.learned_shapes(layer, bottoms)
+        return 2 * bottoms[0][0] * bottoms[0][1] * sum(count(w) for w in weights if len(w) == 2)
 
     def _exposed(self, layer) -> int:
         return self.states if layer.recurrent_param.expose_hidden else 0

@@ -21,6 +21,10 @@ class BatchNorm(PointwiseRule):
         if len(layer.param) == 3:
             del layer.param[:]  # old nets froze the statistics blobs with three lr_mult 0 specs
 
+    def learned_shapes(self, layer, bottoms):
+        channels = _channels(bottoms[0])
+        return [(channels,), (channels,), (1,)]  # mean, variance, their scale factor
+
     def lower(self, layer, ctx):
         param = layer.batch_norm_param
         global_stats = param.use_global_stats if param.HasField("use_global_stats") else None

@@ -17,8 +17,11 @@ class Bias(BroadcastRule):
     def param(self, layer):
         return layer.bias_param
 
+    def learned_shapes(self, layer, bottoms):
+        return [self.operand(layer, bottoms)[1]] if len(bottoms) == 1 else []
+
     def lower(self, layer, ctx):
-        axis, shape = self.operand(layer, ctx)
+        axis, shape = self.operand(layer, ctx.bottom_shapes)
         learned = len(ctx.bottom_shapes) == 1
         return runtime("Bias", ("bias",) * learned, axis=axis, shape=shape,
                        ndim=len(ctx.bottom_shapes[0]), learned=learned)

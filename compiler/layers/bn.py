@@ -22,6 +22,9 @@ class BN(PointwiseRule):
             raise ShapeIssue(f"needs a channel axis (N x C x ...), got a {fmt(bottoms[0])} blob")
         return [bottoms[0]]
 
+    def learned_shapes(self, layer, bottoms):
+        return [(1, bottoms[0][1], 1, 1)] * 4  # scale, shift, mean, variance
+
     def lower(self, layer, ctx):
         return runtime("BN", ("scale", "shift", "mean", "variance"),
                        channels=ctx.bottom_shapes[0][1], eps=layer.bn_param.eps)

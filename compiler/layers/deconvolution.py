@@ -7,7 +7,7 @@ and in `tests/compiler/layers/test_shape_rules.py`, `tests/compiler/test_recepti
 """
 from __future__ import annotations
 
-from ._base import ShapeIssue, register
+from ._base import ShapeIssue, count, register
 from ._convolution import ConvolutionLike, axis_label
 
 
@@ -19,6 +19,14 @@ class Deconvolution(ConvolutionLike):
     def axis_map(self, axis_map, window, axis):
         return axis_map.transposed_window(window.kernel[axis], window.stride[axis],
                                           window.pad[axis], window.dilation[axis])
+
+    def weight_shape(self, channels, out, groups, kernel):
+        return (channels, out // groups) + tuple(kernel)
+
+    def flops(self, layer, bottoms, tops):
+        """Two per multiply-add: each input value is spread over (out / groups) x kernel."""
+        weight = self.learned_shapes(layer, bottoms)[0]
+        return 2 * sum(count(bottom) for bottom in bottoms) * count(weight, 1)
 
     def spatial_out(self, axis, size, window):
         out = window.stride[axis] * (size - 1) + window.extent(axis) - 2 * window.pad[axis]

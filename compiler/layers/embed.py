@@ -26,8 +26,9 @@ class Embed(LayerRule):
     def top_shapes(self, layer, bottoms):
         return [bottoms[0] + (layer.embed_param.num_output,)]
 
-    def weight_shapes(self, layer, bottoms):
-        return [(layer.embed_param.input_dim, layer.embed_param.num_output)]
+    def learned_shapes(self, layer, bottoms):
+        param = layer.embed_param
+        return [(param.input_dim, param.num_output), (param.num_output,)][:1 + param.bias_term]
 
     def lower(self, layer, ctx):
         param = layer.embed_param

@@ -31,9 +31,16 @@ class InnerProduct(LayerRule):
         axis = canonical_axis(param.axis, len(bottoms[0]), _P + ("axis",))
         return [bottoms[0][:axis] + (param.num_output,)]
 
-    def weight_shapes(self, layer, bottoms):
+    def learned_shapes(self, layer, bottoms):
         param = layer.inner_product_param
-        return [(param.num_output, count(bottoms[0], param.axis % len(bottoms[0])))]
+        inputs = count(bottoms[0], param.axis % len(bottoms[0]))
+        weight = (inputs, param.num_output) if param.transpose else (param.num_output, inputs)
+        return [weight, (param.num_output,)][:1 + param.bias_term]
+
+    def flops(self, layer, bottoms, tops):
+        """Two per multiply-add: every output reads every input of its item."""
+        return 2 * count(tops[0]) * count(bottoms[0], layer.inner_product_param.axis
+                                          % len(bottoms[0]))
 
     def summary(self, layer):
         return str(layer.inner_product_param.num_output)

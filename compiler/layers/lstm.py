@@ -13,4 +13,5 @@ from ._recurrent import RecurrentRule
 class LSTM(RecurrentRule):
     description = "long short-term memory over T time steps (Caffe's unrolled LSTMUnit net)"
     states = 2
+    gates = 4  # input, forget, output, candidate
     blob_names = ("input_weight", "input_bias", "static_weight", "hidden_weight")

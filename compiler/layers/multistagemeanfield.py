@@ -57,6 +57,13 @@ class MultiStageMeanfield(LayerRule):
                                  f"has {classes} classes", _P + (name,), kind=ParameterError)
         return [unary]
 
+    def learned_shapes(self, layer, bottoms):
+        param = layer.multi_stage_meanfield_param
+        if param.parameterization == param.LEARNED_KERNELS:
+            return [(2,), (2,), (5,)]  # weights, spatial widths (x, y), bilateral (x, y, colours)
+        classes = bottoms[0][1]
+        return [(classes, classes)] * 3  # spatial weight, bilateral weight, compatibility
+
     def lower(self, layer, ctx):
         param = layer.multi_stage_meanfield_param
         if param.parameterization == param.LEARNED_KERNELS:

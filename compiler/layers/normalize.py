@@ -34,7 +34,7 @@ class Normalize(PointwiseRule):
             return [ctx.ended()]  # one norm over every position
         return ctx.passthrough(1)
 
-    def weight_shapes(self, layer, bottoms):
+    def learned_shapes(self, layer, bottoms):
         return [(1 if layer.norm_param.channel_shared else bottoms[0][1],)]
 
     def summary(self, layer):

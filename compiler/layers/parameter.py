@@ -22,5 +22,8 @@ class Parameter(LayerRule):
     def top_shapes(self, layer, bottoms):
         return self.input_shapes(layer)
 
+    def learned_shapes(self, layer, bottoms):
+        return [tuple(layer.parameter_param.shape.dim)]
+
     def lower(self, layer, ctx):
         return runtime("Parameter", ("weight",), shape=tuple(layer.parameter_param.shape.dim))

@@ -9,6 +9,8 @@ Runs as `netdef.runtime.pooling.StochasticPool` or `netdef.runtime.pooling.Caffe
 """
 from __future__ import annotations
 
+import math
+
 from netdef.proto import netdef_pb2 as pb
 
 from ._base import Issue, LayerRule, ShapeIssue, fmt, register, zero_fields
@@ -67,6 +69,11 @@ class Pooling(LayerRule):
             return tuple(m.window(window.kernel[axis], window.stride[axis], window.pad[axis])
                          for axis, m in enumerate(maps))
         return [map_axes(field, through)] * len(layer.top)
+
+    def flops(self, layer, bottoms, tops):
+        """One per input value a window reads."""
+        window = pool_window(layer.pooling_param, bottoms[0][2:])
+        return sum(math.prod(top) for top in tops[:1]) * math.prod(window.kernel)
 
     def summary(self, layer):
         param = layer.pooling_param

@@ -20,6 +20,9 @@ class PReLU(PointwiseRule):
             raise ShapeIssue(f"needs a channel axis (N x C x ...), got a {fmt(bottoms[0])} blob")
         return [bottoms[0]]
 
+    def learned_shapes(self, layer, bottoms):
+        return [(1 if layer.prelu_param.channel_shared else bottoms[0][1],)]
+
     def lower(self, layer, ctx):
         channels = 1 if layer.prelu_param.channel_shared else ctx.bottom_shapes[0][1]
         return torch_nn("PReLU", ("weight",), num_parameters=channels, init=0.25)

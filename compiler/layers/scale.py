@@ -20,8 +20,12 @@ class Scale(BroadcastRule):
     def param(self, layer):
         return layer.scale_param
 
+    def learned_shapes(self, layer, bottoms):
+        shape = self.operand(layer, bottoms)[1]
+        return [shape] * ((len(bottoms) == 1) + layer.scale_param.bias_term)
+
     def lower(self, layer, ctx):
-        axis, shape = self.operand(layer, ctx)
+        axis, shape = self.operand(layer, ctx.bottom_shapes)
         learned, bias = len(ctx.bottom_shapes) == 1, layer.scale_param.bias_term
         blobs = ("weight",) * learned + ("bias",) * bias
         return runtime("Scale", blobs, axis=axis, shape=shape, ndim=len(ctx.bottom_shapes[0]),
