@@ -1,10 +1,10 @@
-# `make demo` and `make test` set everything up on a fresh machine (Python 3.10+).
+# `make demo` and `make test` set everything up on a fresh machine (Python 3.10+). The demo
+# uses files in this repository only; the tests also read ../shared (the corpus).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO_NET ?= models/fcn8s.prototxt
-OFFSETLESS_NET ?= ../shared/corpus/torrvision+crfasrnn/python-scripts/TVG_CRFRNN_new_deploy.prototxt
-LEGACY_NET ?= ../shared/corpus/torrvision+crfasrnn/python-scripts/TVG_CRFRNN_COCO_VOC.prototxt
+CRF_NET ?= models/fcn8s_crfrnn.prototxt
 
 .PHONY: setup demo test test-fast bench models proto clean
 
@@ -28,8 +28,8 @@ demo: setup
 	$(BIN)/python -c "import sys, torch; sys.path.insert(0, 'demo-fcn8s'); import model; \
 		print('demo-fcn8s/model.py ->', {k: tuple(v.shape) for k, v in \
 		model.load()(data=torch.randn(1, 3, 224, 224)).items()})"
-	$(BIN)/netdef check $(LEGACY_NET)
-	$(BIN)/netdef check $(OFFSETLESS_NET)
+	$(BIN)/netdef check $(CRF_NET)
+	$(BIN)/netdef info $(CRF_NET) --input data=1,3,64,64 | tail -3
 
 test: setup
 	$(BIN)/python -m pytest -q -n auto

@@ -140,6 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
                               "that lacks crop_param or disagrees with them")
 
     commands.add_parser("layers", help="the supported layer types")
+    example = commands.add_parser("example", help="copy a flagship net out of the package "
+                                  "(no NAME: list them)")
+    example.add_argument("name", nargs="?", help="fcn8s, fcn16s, fcn32s, fcn8s_crfrnn, region_net")
+    example.add_argument("-o", "--output", default=".", help="the folder to write NAME.prototxt in")
     _train_arguments(commands.add_parser("train", help="train with a Caffe solver.prototxt"))
     return parser
 
@@ -644,7 +648,26 @@ def cmd_layers(args) -> int:
     return 0
 
 
-COMMANDS = {"check": cmd_check, "info": cmd_info, "draw": cmd_draw, "compile": cmd_compile,
+def cmd_example(args) -> int:
+    from . import models
+
+    available = models.names()
+    if args.name is None:
+        print("\n".join(available))
+        return 0
+    if args.name not in available:
+        raise UsageError(f"no example net {args.name!r}; they are {', '.join(available)}")
+    os.makedirs(args.output, exist_ok=True)
+    path = os.path.join(args.output, f"{args.name}.prototxt")
+    if os.path.exists(path):
+        raise UsageError(f"{path} exists; netdef does not overwrite it")
+    with open(path, "w", encoding="utf-8") as out:
+        out.write(models.text(args.name))
+    print(f"wrote {path}")
+    return 0
+
+
+COMMANDS = {"check": cmd_check, "example": cmd_example, "info": cmd_info, "draw": cmd_draw, "compile": cmd_compile,
             "run": cmd_run, "recall": cmd_recall, "convert": cmd_convert, "upgrade": cmd_upgrade, "layers": cmd_layers,
             "train": cmd_train}
 
