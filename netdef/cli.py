@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     _surgery_arguments(run)
 
     recall = commands.add_parser("recall", help="a region net's proposals against ground-truth "
-                                 "segments: R@50, R@70, ABO, AR and AR@k (reference-nets B7)")
+                                 "segments: R@50, R@70, ABO, AR and AR@k")
     recall.add_argument("net")
     recall.add_argument("--weights", help="a .caffemodel (default: the prototxt's fillers)")
     recall.add_argument("--pair", nargs=2, action="append", required=True,

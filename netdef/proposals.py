@@ -1,5 +1,5 @@
-"""What the region net's proposals are worth: their pixel masks, the recall metrics of
-reference-nets.md B7 (R@x, ABO, AR, AR@k), and the pictures `netdef run` draws.
+"""What the region net's proposals are worth: their pixel masks, the recall
+metrics (R@x, ABO, AR, AR@k), and the pictures `netdef run` draws.
 
 A kept region (pathway p, cell (i, j)) is the w x w logits of that cell, upsampled
 bilinearly by the pathway's stride S (half-pixel alignment, as the loss does) over its
