@@ -94,3 +94,14 @@ def test_the_wheel_ships_the_example_nets(tmp_path):
     for name in ("fcn8s", "fcn8s_crfrnn", "region_net"):
         assert f"netdef/models/{name}.prototxt" in names
     assert "netdef/compiler/layers/priorbox.py" in names
+
+
+def test_make_demo_needs_nothing_outside_the_repository():
+    makefile = (ROOT / "Makefile").read_text()
+    demo = makefile[makefile.index("\ndemo:"):makefile.index("\ntest:")]
+    variables = dict(re.findall(r"^(\w+) \?= (.+)$", makefile, re.M))
+    for name in re.findall(r"\$\((\w+)\)", demo):
+        demo = demo.replace(f"$({name})", variables.get(name, ""))
+    assert "../" not in demo and "shared" not in demo
+    for path in re.findall(r"models/\w+\.prototxt", demo):
+        assert (ROOT / path).exists(), path
