@@ -1,0 +1,159 @@
+"""The zoo, quiet and busy: netdef.load's faithful module and optimize=True against OpenCV 4.12's
+Caffe importer on nine nets (the real nsfw ResNet-50 when its test has cached it, ResNet-50,
+GoogLeNet, MobileNet v1, SqueezeNet 1.1, AlexNet, VGG-16, FCN-8s at 500 x 500, DenseNet-121),
+2 threads each, interleaved in one process (one forward of each per round). Weights are seeded
+and written by netdef's caffemodel writer. "Busy" runs the same rounds while two processes spin
+on the same cores (started and stopped by the bench).
+
+Run: python bench/bench_zoo.py [--rounds N] [--busy-rounds N] [--nets NAME,...]
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import multiprocessing
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import netdef
+from netdef.compiler.analysis import check_net
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_optimize import CORPUS, NSFW, seeded_weights  # noqa: E402
+from nets import (densenet_net, inception_net, mobilenet_net, resnet_net,  # noqa: E402
+                  squeezenet_net, vgg16_net)
+
+KINDS = ("faithful", "optimized", "opencv")
+
+
+def zoo(folder: Path, wanted) -> dict:
+    """name -> (prototxt, weights, input shape)."""
+    found = {}
+    if (NSFW / "resnet_50_1by2_nsfw.caffemodel").exists():
+        found["nsfw"] = (NSFW / "deploy.prototxt", NSFW / "resnet_50_1by2_nsfw.caffemodel")
+    texts = {"ResNet-50": resnet_net((3, 4, 6, 3)),
+             "GoogLeNet": inception_net().replace("dim: 10 dim: 3", "dim: 1 dim: 3"),
+             "MobileNet": mobilenet_net(), "SqueezeNet": squeezenet_net(),
+             "AlexNet": (CORPUS / "BVLC+caffe/models/bvlc_alexnet/deploy.prototxt")
+             .read_text().replace("dim: 10", "dim: 1"),
+             "VGG-16": vgg16_net(),
+             "FCN-8s": (CORPUS / "shelhamer+fcn.berkeleyvision.org/voc-fcn8s/deploy.prototxt")
+             .read_text(),
+             "DenseNet-121": densenet_net()}
+    for name, text in texts.items():
+        if wanted and name not in wanted:
+            continue
+        path, weights = folder / f"{name}.prototxt", folder / f"{name}.caffemodel"
+        path.write_text(text)
+        seeded_weights(path, weights)
+        found[name] = (path, weights)
+    return {name: (*files, _input_shape(files[0])) for name, files in found.items()
+            if not wanted or name in wanted}
+
+
+def _input_shape(prototxt) -> tuple:
+    net, _ = check_net(prototxt)
+    return next(net.blobs[b].shape for b in net.input_blobs)
+
+
+def spin() -> None:
+    while True:
+        pass
+
+
+def medians(runs: dict, rounds: int) -> dict:
+    times = {kind: [] for kind in runs}
+    for fn in runs.values():
+        fn()  # warm-up
+    for _ in range(rounds):
+        for kind, fn in runs.items():
+            start = time.perf_counter()
+            fn()
+            times[kind].append((time.perf_counter() - start) * 1000)
+    return {kind: statistics.median(values) for kind, values in times.items()}
+
+
+def runners(prototxt, weights, shape) -> dict:
+    import cv2
+
+    faithful = netdef.load(prototxt, weights)
+    optimized = netdef.load(prototxt, weights, optimize=True)
+    peer = cv2.dnn.readNetFromCaffe(str(prototxt), str(weights))
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    tensor = torch.from_numpy(x)
+
+    def opencv():
+        peer.setInput(x, "data")
+        peer.forward()
+
+    def ours(module):
+        def run():
+            with torch.no_grad():
+                module(data=tensor)
+        return run
+    return {"faithful": ours(faithful), "optimized": ours(optimized), "opencv": opencv}
+
+
+def geomean(values) -> float:
+    values = list(values)
+    return math.exp(statistics.mean(math.log(v) for v in values))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=11)
+    parser.add_argument("--busy-rounds", type=int, default=7)
+    parser.add_argument("--nets", default="", help="comma-separated names (default: all)")
+    args = parser.parse_args()
+    import cv2
+
+    torch.set_num_threads(2)
+    cv2.setNumThreads(2)
+    wanted = [name for name in args.nets.split(",") if name]
+    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
+          f"{torch.__version__}, OpenCV {cv2.__version__}, 2 threads each; quiet {args.rounds} "
+          f"rounds, busy (two spinning processes) {args.busy_rounds} rounds; medians in ms")
+    print("| net | faithful | optimized | OpenCV | faithful / OpenCV | optimized / OpenCV | "
+          "busy: optimized | busy: OpenCV | busy optimized / OpenCV | slowdown optimized | "
+          "slowdown OpenCV |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (prototxt, weights, shape) in zoo(Path(tmp), wanted).items():
+            runs = runners(prototxt, weights, shape)
+            quiet = medians(runs, args.rounds)
+            spinners = [multiprocessing.Process(target=spin, daemon=True) for _ in range(2)]
+            for process in spinners:
+                process.start()
+            time.sleep(0.5)
+            try:
+                busy = medians({k: runs[k] for k in ("optimized", "opencv")}, args.busy_rounds)
+            finally:
+                for process in spinners:
+                    process.terminate()
+            row = dict(faithful=quiet["faithful"] / quiet["opencv"],
+                       optimized=quiet["optimized"] / quiet["opencv"],
+                       busy=busy["optimized"] / busy["opencv"],
+                       ours_slowdown=busy["optimized"] / quiet["optimized"],
+                       peer_slowdown=busy["opencv"] / quiet["opencv"])
+            rows.append(row)
+            print(f"| {name} | {quiet['faithful']:.1f} | {quiet['optimized']:.1f} | "
+                  f"{quiet['opencv']:.1f} | {row['faithful']:.2f}x | {row['optimized']:.2f}x | "
+                  f"{busy['optimized']:.1f} | {busy['opencv']:.1f} | {row['busy']:.2f}x | "
+                  f"{row['ours_slowdown']:.2f} | {row['peer_slowdown']:.2f} |", flush=True)
+    means = {key: geomean(row[key] for row in rows) for key in rows[0]}
+    print(f"| **geometric mean** | | | | **{means['faithful']:.2f}x** | "
+          f"**{means['optimized']:.2f}x** | | | **{means['busy']:.2f}x** | "
+          f"**{means['ours_slowdown']:.2f}** | **{means['peer_slowdown']:.2f}** |")
+
+
+if __name__ == "__main__":
+    main()
