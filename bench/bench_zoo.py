@@ -20,10 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import netdef  # first: netdef sets its OpenMP default before torch loads  # isort: skip
 import numpy as np
 import torch
 
-import netdef
 from netdef.compiler.analysis import check_net
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -130,3 +130,19 @@ def test_info_counts_parameters_flops_and_memory(cli):
     assert rows[-1].split() == ["total", "134M", "362G", "649MB"]
     code, out, err = cli("info", FCN8S, "--json")
     assert json.loads(out)["totals"]["params"] == report.totals()["params"]
+
+
+@pytest.mark.parametrize("given,expected", [(None, "10000"), ("500", "500")])
+def test_openmp_threads_spin_briefly_unless_the_user_says(given, expected):
+    """netdef imported before torch shortens libgomp's spin at barriers (busy machines), and
+    leaves a value the user set alone."""
+    import os
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "GOMP_SPINCOUNT"}
+    if given is not None:
+        env["GOMP_SPINCOUNT"] = given
+    script = "import os, netdef, torch; print(os.environ['GOMP_SPINCOUNT'])"
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == expected
