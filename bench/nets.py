@@ -112,6 +112,15 @@ class _Writer:
         self.out.append(f'layer {{ name: "{name}/scale" type: "Scale" bottom: "{name}" '
                         f'top: "{name}" scale_param {{ bias_term: true }} }}')
 
+    def preactivated(self, name, bottom):
+        """BatchNorm + Scale + ReLU of `bottom` into a new blob (DenseNet's pre-activation)."""
+        self.out.append(f'layer {{ name: "{name}" type: "BatchNorm" bottom: "{bottom}" '
+                        f'top: "{name}" batch_norm_param {{ use_global_stats: true }} }}')
+        self.out.append(f'layer {{ name: "{name}/scale" type: "Scale" bottom: "{name}" '
+                        f'top: "{name}" scale_param {{ bias_term: true }} }}')
+        self.relu(name)
+        return name
+
     def relu(self, name):
         self.out.append(f'layer {{ name: "{name}/relu" type: "ReLU" bottom: "{name}" '
                         f'top: "{name}" }}')
@@ -198,25 +207,15 @@ def densenet_net(blocks=(6, 12, 24, 16), growth: int = 32) -> str:
     for block, layers in enumerate(blocks, start=1):
         for layer in range(1, layers + 1):
             name = f"conv{block + 1}_{layer}"
-            net.out.append(f'layer {{ name: "{name}/pre" type: "BatchNorm" bottom: "{x}" '
-                           f'top: "{name}/pre" batch_norm_param {{ use_global_stats: true }} }}')
-            net.out.append(f'layer {{ name: "{name}/pre/scale" type: "Scale" bottom: '
-                           f'"{name}/pre" top: "{name}/pre" scale_param {{ bias_term: true }} }}')
-            net.relu(f"{name}/pre")
-            y = net.conv(f"{name}/x1", f"{name}/pre", 4 * growth, 1, bn=True)
+            y = net.conv(f"{name}/x1", net.preactivated(f"{name}/pre", x), 4 * growth, 1, bn=True)
             y = net.conv(f"{name}/x2", y, growth, 3, pad=1, relu=False)
             x = net.concat(f"concat_{block + 1}_{layer}", [x, y])
             channels += growth
         if block < len(blocks):
             name = f"conv{block + 1}_blk"
-            net.out.append(f'layer {{ name: "{name}/pre" type: "BatchNorm" bottom: "{x}" '
-                           f'top: "{name}/pre" batch_norm_param {{ use_global_stats: true }} }}')
-            net.out.append(f'layer {{ name: "{name}/pre/scale" type: "Scale" bottom: '
-                           f'"{name}/pre" top: "{name}/pre" scale_param {{ bias_term: true }} }}')
-            net.relu(f"{name}/pre")
             channels //= 2
-            x = net.pool(f"pool{block + 1}", net.conv(name, f"{name}/pre", channels, 1,
-                                                      relu=False), 2, 2, "AVE")
+            x = net.pool(f"pool{block + 1}", net.conv(name, net.preactivated(f"{name}/pre", x),
+                                                      channels, 1, relu=False), 2, 2, "AVE")
     net.norm(x)
     net.relu(x)
     return net.classifier(net.pool("pool_final", x, 0, 0, "AVE", global_=True))

@@ -146,3 +146,16 @@ def test_openmp_threads_spin_briefly_unless_the_user_says(given, expected):
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == expected
+
+
+def test_the_benchmark_zoo_nets_have_their_published_sizes():
+    """bench/nets.py's generated VGG-16 and SqueezeNet 1.1 have the published parameter counts
+    (138,357,544 and 1,235,496); MobileNet and DenseNet-121 check cleanly."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import nets
+    from netdef.compiler.analysis import analyze
+
+    assert analyze(nets.vgg16_net()).totals()["params"] == 138_357_544
+    assert analyze(nets.squeezenet_net()).totals()["params"] == 1_235_496
+    for text in (nets.mobilenet_net(), nets.densenet_net()):
+        assert analyze(text).blob("prob").shape == (1, 1000)
