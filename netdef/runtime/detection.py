@@ -172,11 +172,11 @@ def ssd_nms(boxes, scores, threshold: float, top_k: int, nms_threshold: float, e
     count = int(valid.sum(1).max()) if valid.numel() else 0
     order, valid = order[:, :count], valid[:, :count]
     candidates = torch.gather(boxes, 1, order.unsqueeze(-1).expand(-1, -1, 4))
-    overlap = pairwise_iou(candidates, candidates)
     kept = torch.zeros_like(valid)
     limit = torch.full((len(order),), nms_threshold, device=boxes.device)
-    for j in range(count):
-        blocked = (kept[:, :j] & (overlap[:, j, :j] > limit[:, None])).any(1)
+    for j in range(count):  # one row of overlaps at a time: memory stays B x K without top_k
+        overlap = pairwise_iou(candidates[:, j:j + 1], candidates[:, :j])[:, 0]
+        blocked = (kept[:, :j] & (overlap > limit[:, None])).any(1)
         kept[:, j] = valid[:, j] & ~blocked
         if eta < 1:
             shrink = kept[:, j] & (limit > 0.5)
