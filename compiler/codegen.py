@@ -132,10 +132,11 @@ def compile_net(source, out_dir, *, weights=None, inputs=None, phase="TEST", fmt
 
     if fmt == "onnx":  # before anything is written
         try:
-            import onnx  # noqa: F401  (torch's exporter needs it)
+            import onnx  # noqa: F401  (torch's exporter needs them)
+            import onnxscript  # noqa: F401
         except ImportError:
-            raise UsageError("--format onnx needs the onnx package (pip install onnx, or "
-                             "pip install 'netdef[onnx]')") from None
+            raise UsageError("--format onnx needs the onnx and onnxscript packages "
+                             "(pip install 'netdef[onnx]')") from None
     net = checked_net(source, phase=phase, inputs=inputs, solve_crops=not literal_crops)
     module = build_module(net, weights, **surgery)
     if on_load is not None:
@@ -159,17 +160,46 @@ def compile_net(source, out_dir, *, weights=None, inputs=None, phase="TEST", fmt
     except UsageError as exc:  # no graphviz: everything else still stands
         print(f"note: graph.svg not written: {exc}", file=sys.stderr)
         written.append(f"(graph.svg skipped: {exc})")
-    renames = getattr(module, "caffe_input_names", {})
-    example = {renames.get(name, name): torch.zeros(shape)
-               for name, shape in report.inputs.items() if shape}
-    if fmt == "pt2":
-        program = torch.export.export(module, (), example)
-        torch.export.save(program, str(out / "model.pt2"))
-        written.append("model.pt2")
-    elif fmt == "onnx":
-        with torch.no_grad():
-            outputs = list(module(**example))
-        torch.onnx.export(module, (), str(out / "model.onnx"), kwargs=example, dynamo=False,
-                          input_names=list(example), output_names=outputs)
-        written.append("model.onnx")
+    if fmt in ("pt2", "onnx"):
+        written.append(export_program(module, report.inputs, out, fmt))
     return written
+
+
+def export_program(module, inputs: dict, out: Path, fmt: str) -> str:
+    """model.pt2 (torch.export) or model.onnx (torch's dynamo-based exporter) with a dynamic
+    batch: the first axis of every input that shares the image's batch is `batch`, so one file
+    serves batch 1 and batch N. A net whose layers fix the batch is exported at its own."""
+    import torch
+    from torch.export import Dim
+
+    renames = getattr(module, "caffe_input_names", {})
+    shapes = {renames.get(name, name): tuple(shape) for name, shape in inputs.items() if shape}
+    batch = next(iter(shapes.values()))[0] if shapes else None
+    batched = [name for name, shape in shapes.items() if shape[0] == batch]
+    dim = Dim("batch", min=1, max=1 << 16)
+    dynamic = {name: ({0: dim} if name in batched else None) for name in shapes}
+    # an example batch of 2: torch.export specialises axes of size 1
+    example = {name: torch.zeros((2,) + shape[1:] if name in batched else shape)
+               for name, shape in shapes.items()}
+    try:
+        return _export(module, example, dynamic, out, fmt)
+    except Exception as exc:  # noqa: BLE001  the net fixes its batch: export it as declared
+        print(f"note: model.{fmt} has a fixed batch of {batch} ({type(exc).__name__}: "
+              f"{str(exc).splitlines()[0][:160]})", file=sys.stderr)
+        return _export(module, {name: torch.zeros(shape) for name, shape in shapes.items()},
+                       None, out, fmt)
+
+
+def _export(module, example: dict, dynamic, out: Path, fmt: str) -> str:
+    import torch
+
+    if fmt == "pt2":
+        program = torch.export.export(module, (), example, dynamic_shapes=dynamic)
+        torch.export.save(program, str(out / "model.pt2"))
+        return "model.pt2"
+    with torch.no_grad():
+        outputs = list(module(**example))
+    program = torch.onnx.export(module, (), kwargs=example, dynamo=True, dynamic_shapes=dynamic,
+                                input_names=list(example), output_names=outputs, verbose=False)
+    program.save(str(out / "model.onnx"))
+    return "model.onnx"

@@ -102,7 +102,7 @@ def test_onnx_without_the_package_fails_before_writing(tmp_path, cli, monkeypatc
     monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx raises ImportError
     code, out, err = cli("compile", FCN8S, "-o", tmp_path / "out", "--format", "onnx",
                          "--input", "data=1,3,64,64")
-    assert code == 2 and "needs the onnx package" in err
+    assert code == 2 and "needs the onnx and onnxscript packages" in err
     assert not (tmp_path / "out").exists()
 
 
