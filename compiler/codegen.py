@@ -160,14 +160,19 @@ def compile_net(source, out_dir, *, weights=None, inputs=None, phase="TEST", fmt
     except UsageError as exc:  # no graphviz: everything else still stands
         print(f"note: graph.svg not written: {exc}", file=sys.stderr)
         written.append(f"(graph.svg skipped: {exc})")
-    if fmt in ("pt2", "onnx"):
+    if fmt in EXPORTS:
         written.append(export_program(module, report.inputs, out, fmt))
     return written
 
 
+# --format -> the file it adds: torch.export's program, ONNX, an AOTInductor package (compiled
+# kernels for this machine's CPU, loaded with torch._inductor.aoti_load_package)
+EXPORTS = {"pt2": "model.pt2", "onnx": "model.onnx", "aoti": "model_aoti.pt2"}
+
+
 def export_program(module, inputs: dict, out: Path, fmt: str) -> str:
-    """model.pt2 (torch.export) or model.onnx (torch's dynamo-based exporter) with a dynamic
-    batch: the first axis of every input that shares the image's batch is `batch`, so one file
+    """model.pt2 (torch.export), model.onnx (torch's dynamo-based exporter) or model_aoti.pt2
+    (AOTInductor: compiled ahead of time, minutes for a big net) with a dynamic batch: the first axis of every input that shares the image's batch is `batch`, so one file
     serves batch 1 and batch N. A net whose layers fix the batch is exported at its own."""
     import torch
     from torch.export import Dim
@@ -184,7 +189,7 @@ def export_program(module, inputs: dict, out: Path, fmt: str) -> str:
     try:
         return _export(module, example, dynamic, out, fmt)
     except Exception as exc:  # noqa: BLE001  the net fixes its batch: export it as declared
-        print(f"note: model.{fmt} has a fixed batch of {batch} ({type(exc).__name__}: "
+        print(f"note: {EXPORTS[fmt]} has a fixed batch of {batch} ({type(exc).__name__}: "
               f"{str(exc).splitlines()[0][:160]})", file=sys.stderr)
         return _export(module, {name: torch.zeros(shape) for name, shape in shapes.items()},
                        None, out, fmt)
@@ -193,10 +198,14 @@ def export_program(module, inputs: dict, out: Path, fmt: str) -> str:
 def _export(module, example: dict, dynamic, out: Path, fmt: str) -> str:
     import torch
 
-    if fmt == "pt2":
+    if fmt in ("pt2", "aoti"):
         program = torch.export.export(module, (), example, dynamic_shapes=dynamic)
-        torch.export.save(program, str(out / "model.pt2"))
-        return "model.pt2"
+        if fmt == "aoti":
+            torch._inductor.aoti_compile_and_package(program,
+                                                     package_path=str(out / EXPORTS[fmt]))
+        else:
+            torch.export.save(program, str(out / EXPORTS[fmt]))
+        return EXPORTS[fmt]
     with torch.no_grad():
         outputs = list(module(**example))
     program = torch.onnx.export(module, (), kwargs=example, dynamo=True, dynamic_shapes=dynamic,

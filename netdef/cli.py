@@ -75,8 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     _net_arguments(compile_)
     compile_.add_argument("--weights", help="a .caffemodel (default: the prototxt's fillers)")
     compile_.add_argument("-o", "--output", default="compiled", help="output folder")
-    compile_.add_argument("--format", default="fx", choices=["fx", "pt2", "onnx"],
-                          help="also export torch.export (pt2) or ONNX")
+    compile_.add_argument("--format", default="fx", choices=["fx", "pt2", "onnx", "aoti"],
+                          help="also export torch.export (pt2), ONNX, or an AOTInductor "
+                               "package (aoti: compiled kernels; minutes for a big net); "
+                               "all with a dynamic batch")
     _surgery_arguments(compile_)
 
     run = commands.add_parser("run", help="run a net on .npy arrays or images; write the outputs "

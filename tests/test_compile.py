@@ -115,3 +115,25 @@ def test_onnx_export_matches_reference_evaluator(cli, tmp_path, zoo):
         assert names == list(ours)
         for name, value in zip(names, ReferenceEvaluator(model).run(None, {"data": x})):
             assert np.allclose(value, ours[name].numpy(), rtol=1e-4, atol=1e-5), (batch, name)
+
+
+@pytest.mark.slow
+def test_aoti_package_runs_any_batch(cli, tmp_path):
+    """--format aoti: an AOTInductor package that loads at once and takes batch 1 and N."""
+    text = tmp_path / "small.prototxt"
+    text.write_text('input: "data" input_shape { dim: 1 dim: 3 dim: 16 dim: 16 }\n'
+                    'layer { name: "c" type: "Convolution" bottom: "data" top: "c" '
+                    'convolution_param { num_output: 4 kernel_size: 3 '
+                    'weight_filler { type: "gaussian" } } }\n'
+                    'layer { name: "r" type: "ReLU" bottom: "c" top: "c" }\n'
+                    'layer { name: "p" type: "Pooling" bottom: "c" top: "p" '
+                    'pooling_param { pool: MAX kernel_size: 2 stride: 2 } }\n')
+    out = tmp_path / "compiled"
+    code, text_out, err = cli("compile", text, "--format", "aoti", "-o", out)
+    assert code == 0, err
+    assert "model_aoti.pt2" in text_out and "fixed batch" not in err
+    package = torch._inductor.aoti_load_package(str(out / "model_aoti.pt2"))
+    reference = netdef.load(text)
+    for batch in (1, 4):
+        x = torch.randn(batch, 3, 16, 16)
+        assert torch.allclose(package(data=x)["p"], reference(data=x)["p"], atol=1e-5)
