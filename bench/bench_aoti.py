@@ -1,0 +1,75 @@
+"""`compile --format aoti` against optimize=True and OpenCV 4.12 on some of the zoo (the AOT
+compile takes minutes per big net on two cores), 2 threads each, interleaved in one process;
+also the package's compile and load times.
+
+Run: python bench/bench_aoti.py [--nets nsfw,MobileNet,...] [--rounds N]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import netdef  # first: netdef sets its OpenMP default before torch loads  # isort: skip
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_zoo import geomean, medians, zoo  # noqa: E402
+
+from netdef.compiler.codegen import compile_net  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--nets", default="nsfw,MobileNet,SqueezeNet,GoogLeNet")
+    parser.add_argument("--rounds", type=int, default=11)
+    args = parser.parse_args()
+    import cv2
+
+    torch.set_num_threads(2)
+    cv2.setNumThreads(2)
+    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
+          f"{torch.__version__}, OpenCV {cv2.__version__}, 2 threads each, {args.rounds} rounds")
+    print("| net | AOT compile s | package load s | optimize=True ms | aoti ms | OpenCV ms | "
+          "optimized / OpenCV | aoti / OpenCV |")
+    print("|---|---|---|---|---|---|---|---|")
+    ratios = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (prototxt, weights, shape) in zoo(Path(tmp), args.nets.split(",")).items():
+            start = time.perf_counter()
+            compile_net(prototxt, Path(tmp) / name, weights=weights, fmt="aoti")
+            compiled = time.perf_counter() - start
+            start = time.perf_counter()
+            package = torch._inductor.aoti_load_package(str(Path(tmp) / name / "model_aoti.pt2"))
+            loaded = time.perf_counter() - start
+            optimized = netdef.load(prototxt, weights, optimize=True)
+            peer = cv2.dnn.readNetFromCaffe(str(prototxt), str(weights))
+            x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+            tensor = torch.from_numpy(x)
+
+            def opencv():
+                peer.setInput(x, "data")
+                peer.forward()
+
+            def ours(module):
+                def run():
+                    with torch.no_grad():
+                        module(data=tensor)
+                return run
+            med = medians({"optimized": ours(optimized), "aoti": ours(package),
+                           "opencv": opencv}, args.rounds)
+            ratios.append((med["optimized"] / med["opencv"], med["aoti"] / med["opencv"]))
+            print(f"| {name} | {compiled:.0f} | {loaded:.2f} | {med['optimized']:.1f} | "
+                  f"{med['aoti']:.1f} | {med['opencv']:.1f} | {ratios[-1][0]:.2f}x | "
+                  f"{ratios[-1][1]:.2f}x |", flush=True)
+    print(f"| **geometric mean** | | | | | | **{geomean(r[0] for r in ratios):.2f}x** | "
+          f"**{geomean(r[1] for r in ratios):.2f}x** |")
+
+
+if __name__ == "__main__":
+    main()
