@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "image, or writes them to FILE.json; a region net draws each "
                           "pathway's regions here and the regions kept by NMS in FILE-kept.png")
     run.add_argument("--fast", action="store_true",
-                     help="compile first (netdef.fast: torch.compile; bf16 on CUDA)")
+                     help="run the net's AOTInductor package, compiled on the first --fast run "
+                          "and kept in the cache ($NETDEF_CACHE, ~/.cache/netdef) for later ones")
     run.add_argument("--out-blob", help="the blob drawn to an image or saved, internal ones too "
                      "(default: the net's outputs; draws the first 4-D one)")
     run.add_argument("--labels", metavar="FILE",
@@ -366,8 +367,7 @@ def cmd_run(args) -> int:
               "(seeded), not from a trained net", file=sys.stderr)
     layers = module  # the nn.Module whose layers capture() watches, compiled or not
     if args.fast:
-        from .fast import fast
-        module = fast(module)
+        module = _fast_package(args, module, feeds)
     size = next(iter(feeds.values())).shape[-2:]
     with torch.no_grad(), capture(layers, tuple(size)) as proposals:
         outputs = module(**{name: torch.from_numpy(value).to(args.device)
@@ -395,6 +395,24 @@ def cmd_run(args) -> int:
         raise UsageError(f"--out {args.out}: {name}: {exc}") from None
     print(f"wrote {args.out}: {name} as {drawn}")
     return 0
+
+
+def _fast_package(args, module, feeds):
+    """run --fast: the net's AOTInductor package from the cache, compiled on the first run."""
+    import time
+
+    from .fast import file_identity, packaged
+
+    identity = {"net": file_identity(args.net), "weights": file_identity(args.weights),
+                "phase": args.phase, "optimize": not args.no_optimize, "device": args.device,
+                "outputs": args.out_blob, "surgery": {k: str(v) for k, v in _surgery(args).items()}}
+    start = time.perf_counter()
+    run, hit, path = packaged(module, {name: value.shape for name, value in feeds.items()},
+                              identity)
+    took = time.perf_counter() - start
+    print(f"fast: using the compiled package {path} (loaded in {took:.1f} s)" if hit else
+          f"fast: compiled {path} in {took:.1f} s; later runs reuse it", file=sys.stderr)
+    return run
 
 
 def _write_detections(args, feeds, rows) -> int:

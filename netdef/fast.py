@@ -1,10 +1,18 @@
-"""An inference-only fast path for a loaded net: torch.compile with the weights frozen
+"""Inference-only fast paths for a loaded net. `fast`: torch.compile with the weights frozen
 into the graph (constant folding, oneDNN conv+ReLU fusion on CPU); on CUDA also bf16
 weights, channels_last activations and CUDA graphs. The first call compiles (tens of
-seconds on a small CPU); later calls with the same shapes reuse it."""
+seconds on a small CPU); later calls with the same shapes reuse it. `packaged`: an
+AOTInductor package kept in the cache, so that later processes (`netdef run --fast`) start
+at once."""
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import torch
 
@@ -47,3 +55,48 @@ class FastNet:
 def fast(module: torch.nn.Module, *, bf16: bool | None = None) -> FastNet:
     """Wrap a module from netdef.load for fast inference (bf16 defaults to on for CUDA)."""
     return FastNet(module, bf16=bf16)
+
+
+def cache_dir() -> Path:
+    """Where netdef keeps what it downloads and compiles: $NETDEF_CACHE, else ~/.cache/netdef."""
+    return Path(os.environ.get("NETDEF_CACHE", Path.home() / ".cache" / "netdef"))
+
+
+def packaged(module: torch.nn.Module, inputs: dict, identity: dict):
+    """The net as an AOTInductor package (compiled kernels, dynamic batch), from the cache when
+    one was compiled for the same `identity` (net and weights files, input shapes, settings,
+    torch and netdef versions), else compiled now (seconds to a minute) and kept. Returns
+    (a callable like the module, whether the cache had it, the package's path)."""
+    from netdef import __version__
+    from netdef.compiler.codegen import EXPORTS, export_program
+
+    identity = {**identity, "torch": torch.__version__, "netdef": __version__,
+                "inputs": {name: list(shape) for name, shape in inputs.items()}}
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
+    folder = cache_dir() / "compiled" / key
+    path = folder / EXPORTS["aoti"]
+    hit = path.exists()
+    if not hit:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=folder.parent))  # complete, or not there at all
+        export_program(module, inputs, staging, "aoti")
+        (staging / "identity.json").write_text(json.dumps(identity, indent=2, sort_keys=True))
+        os.replace(staging, folder) if not folder.exists() else shutil.rmtree(staging)
+    runner = torch._inductor.aoti_load_package(str(path))
+    renames = dict(getattr(module, "caffe_input_names", {}))
+
+    def run(**blobs):
+        return dict(runner(**{renames.get(name, name): value for name, value in blobs.items()}))
+    return run, hit, path
+
+
+def file_identity(path) -> dict | None:
+    """A file as a cache key sees it: its contents' hash for small files (nets), its path,
+    size and modification time for big ones (weights), which hashing would take seconds."""
+    if path is None:
+        return None
+    path = Path(path).resolve()
+    stat = path.stat()
+    if stat.st_size <= 16 << 20:
+        return {"sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    return {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}

@@ -1,6 +1,7 @@
 """netdef.fast: the compiled inference path computes what the eager module computes."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -45,3 +46,33 @@ def test_fast_bf16_on_cuda_is_close():
     out = netdef.fast(model)(data=x)["prob"]
     assert out.dtype == torch.float32
     assert (out - expected).abs().max() < 2e-2  # bf16
+
+
+@pytest.mark.slow
+def test_run_fast_compiles_once_and_reuses_the_package(tmp_path, monkeypatch, cli):
+    """run --fast: the first run compiles an AOTInductor package into the cache, the second
+    loads it; both give the eager module's outputs. Another net gets its own package."""
+    monkeypatch.setenv("NETDEF_CACHE", str(tmp_path / "cache"))
+    net = tmp_path / "tiny.prototxt"
+    net.write_text('input: "data" input_shape { dim: 1 dim: 3 dim: 16 dim: 16 }\n'
+                   'layer { name: "c" type: "Convolution" bottom: "data" top: "c" '
+                   'convolution_param { num_output: 4 kernel_size: 3 '
+                   'weight_filler { type: "gaussian" } } }\n'
+                   'layer { name: "r" type: "ReLU" bottom: "c" top: "c" }\n')
+    x = np.random.default_rng(0).random((1, 3, 16, 16)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    common = ["run", net, "--input", f"data={tmp_path / 'x.npy'}"]
+    code, _, err = cli(*common, "--fast", "--out", tmp_path / "first.npz")
+    assert code == 0 and "fast: compiled" in err, err
+    code, _, err = cli(*common, "--fast", "--out", tmp_path / "second.npz")
+    assert code == 0 and "fast: using the compiled package" in err, err
+    assert cli(*common, "--out", tmp_path / "eager.npz")[0] == 0
+    eager = np.load(tmp_path / "eager.npz")["c"]
+    for name in ("first", "second"):
+        assert np.allclose(np.load(tmp_path / f"{name}.npz")["c"], eager, atol=1e-5), name
+    packages = list((tmp_path / "cache" / "compiled").glob("*/model_aoti.pt2"))
+    assert len(packages) == 1
+    net.write_text(net.read_text().replace("num_output: 4", "num_output: 5"))
+    code, _, err = cli(*common, "--fast", "--out", tmp_path / "other.npz")
+    assert code == 0 and "fast: compiled" in err
+    assert len(list((tmp_path / "cache" / "compiled").glob("*/model_aoti.pt2"))) == 2
