@@ -4,6 +4,7 @@ netdef, reported in one line; 2 bad usage of the command line itself."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -354,22 +355,25 @@ def cmd_run(args) -> int:
 
     _refuse_overwriting(args.out, args.net, args.weights, *(path for _, path in args.input))
     _check_device(args.device)
-    declared = _declared_inputs(args)
+    declared, net = _declared_inputs(args)
     feeds = {name: _read_input(name, path, args.mean, declared.get(name)) for name, path in
              args.input}
-    module = load(args.net, args.weights, phase=args.phase, device=args.device,
-                  inputs={name: value.shape for name, value in feeds.items()},
-                  optimize=args.phase == "TEST" and not args.no_optimize,
-                  outputs=[args.out_blob] if args.out_blob else None, **_surgery(args))
-    _report_binding(module)
+
+    def build():
+        module = load(args.net, args.weights, phase=args.phase, device=args.device,
+                      inputs={name: value.shape for name, value in feeds.items()},
+                      optimize=args.phase == "TEST" and not args.no_optimize,
+                      outputs=[args.out_blob] if args.out_blob else None, **_surgery(args))
+        _report_binding(module)
+        return module
     if not args.weights:
         print("note: no --weights: the outputs come from the prototxt's filler values "
               "(seeded), not from a trained net", file=sys.stderr)
-    layers = module  # the nn.Module whose layers capture() watches, compiled or not
-    if args.fast:
-        module = _fast_package(args, module, feeds)
+    module = _fast_package(args, build, feeds) if args.fast else build()
+    layers = module if isinstance(module, torch.nn.Module) else None  # what capture() watches
     size = next(iter(feeds.values())).shape[-2:]
-    with torch.no_grad(), capture(layers, tuple(size)) as proposals:
+    watching = capture(layers, tuple(size)) if layers is not None else contextlib.nullcontext([])
+    with torch.no_grad(), watching as proposals:
         outputs = module(**{name: torch.from_numpy(value).to(args.device)
                             for name, value in feeds.items()})
     arrays = {name: value.detach().cpu().numpy() for name, value in outputs.items()}
@@ -378,7 +382,7 @@ def cmd_run(args) -> int:
               f"max {value.max():.4g}")
     if proposals and is_image(args.out):
         return _draw_proposals(args, feeds, proposals[0])
-    boxes = detection_blob(layers.caffe_net, arrays)
+    boxes = detection_blob(net, arrays)
     if boxes and (is_image(args.out) or args.out.endswith(".json")):
         return _write_detections(args, feeds, arrays[boxes])
     if not is_image(args.out):
@@ -397,7 +401,7 @@ def cmd_run(args) -> int:
     return 0
 
 
-def _fast_package(args, module, feeds):
+def _fast_package(args, build, feeds):
     """run --fast: the net's AOTInductor package from the cache, compiled on the first run."""
     import time
 
@@ -407,7 +411,7 @@ def _fast_package(args, module, feeds):
                 "phase": args.phase, "optimize": not args.no_optimize, "device": args.device,
                 "outputs": args.out_blob, "surgery": {k: str(v) for k, v in _surgery(args).items()}}
     start = time.perf_counter()
-    run, hit, path = packaged(module, {name: value.shape for name, value in feeds.items()},
+    run, hit, path = packaged(build, {name: value.shape for name, value in feeds.items()},
                               identity)
     took = time.perf_counter() - start
     print(f"fast: using the compiled package {path} (loaded in {took:.1f} s)" if hit else
@@ -517,12 +521,13 @@ def _counts(text: str) -> tuple[int, ...]:
     return values
 
 
-def _declared_inputs(args) -> dict:
-    """The net's input shapes as the file declares them (None where it does not)."""
+def _declared_inputs(args) -> tuple[dict, object]:
+    """The net's input shapes as the file declares them (None where it does not), and the
+    checked net (run reads its layers' kinds: detections)."""
     from .compiler.analysis import check_net
 
     net, _ = check_net(args.net, phase=args.phase, solve_crops=not args.literal_crops)
-    return {net.blobs[b].name: net.blobs[b].shape for b in net.input_blobs}
+    return {net.blobs[b].name: net.blobs[b].shape for b in net.input_blobs}, net
 
 
 def _read_input(name: str, path: str, mean: tuple, declared: tuple | None = None):

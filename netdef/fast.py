@@ -62,11 +62,12 @@ def cache_dir() -> Path:
     return Path(os.environ.get("NETDEF_CACHE", Path.home() / ".cache" / "netdef"))
 
 
-def packaged(module: torch.nn.Module, inputs: dict, identity: dict):
+def packaged(build, inputs: dict, identity: dict):
     """The net as an AOTInductor package (compiled kernels, dynamic batch), from the cache when
     one was compiled for the same `identity` (net and weights files, input shapes, settings,
-    torch and netdef versions), else compiled now (seconds to a minute) and kept. Returns
-    (a callable like the module, whether the cache had it, the package's path)."""
+    torch and netdef versions), else compiled now from `build()`'s module (seconds to a minute)
+    and kept; a hit builds nothing, so a later run starts at once. Returns (a callable like the
+    module, whether the cache had it, the package's path)."""
     from netdef import __version__
     from netdef.compiler.codegen import EXPORTS, export_program
 
@@ -74,16 +75,20 @@ def packaged(module: torch.nn.Module, inputs: dict, identity: dict):
                 "inputs": {name: list(shape) for name, shape in inputs.items()}}
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
     folder = cache_dir() / "compiled" / key
-    path = folder / EXPORTS["aoti"]
-    hit = path.exists()
+    path, names = folder / EXPORTS["aoti"], folder / "input_names.json"
+    hit = path.exists() and names.exists()
     if not hit:
+        module = build()
+        shutil.rmtree(folder, ignore_errors=True)  # an incomplete entry from an older netdef
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=folder.parent))  # complete, or not there at all
         export_program(module, inputs, staging, "aoti")
         (staging / "identity.json").write_text(json.dumps(identity, indent=2, sort_keys=True))
+        (staging / "input_names.json").write_text(json.dumps(
+            dict(getattr(module, "caffe_input_names", {}))))
         os.replace(staging, folder) if not folder.exists() else shutil.rmtree(staging)
     runner = torch._inductor.aoti_load_package(str(path))
-    renames = dict(getattr(module, "caffe_input_names", {}))
+    renames = json.loads(names.read_text())  # Caffe name -> forward argument
 
     def run(**blobs):
         return dict(runner(**{renames.get(name, name): value for name, value in blobs.items()}))
