@@ -119,11 +119,9 @@ def check_imports(folder: Path) -> str | None:
 
 def compile_net(source, out_dir, *, weights=None, inputs=None, phase="TEST", fmt="fx",
                 on_load=None, literal_crops: bool = False, **surgery) -> list[str]:
-    """Write model.py, weights.safetensors, report.json, graph.svg (and model.pt2 / model.onnx)
-    from one checked net; returns the files written. `surgery` goes to binding (see
-    bind.build_module); `on_load` sees the module."""
-    import torch
-
+    """Write model.py, weights.safetensors, report.json, graph.svg (and model.pt2, model.onnx or
+    model_aoti.pt2, see EXPORTS) from one checked net; returns the files written. `surgery`
+    goes to binding (see bind.build_module); `on_load` sees the module."""
     from netdef.errors import LoweringError, UsageError
 
     from .analysis import build_report, checked_net
