@@ -15,11 +15,10 @@ import time
 from pathlib import Path
 
 import netdef  # first: netdef sets its OpenMP default before torch loads  # isort: skip
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_zoo import geomean, medians, zoo  # noqa: E402
+from bench_zoo import geomean, medians, runners, zoo  # noqa: E402
 
 from netdef.compiler.codegen import compile_net  # noqa: E402
 
@@ -48,21 +47,8 @@ def main() -> None:
             package = torch._inductor.aoti_load_package(str(Path(tmp) / name / "model_aoti.pt2"))
             loaded = time.perf_counter() - start
             optimized = netdef.load(prototxt, weights, optimize=True)
-            peer = cv2.dnn.readNetFromCaffe(str(prototxt), str(weights))
-            x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
-            tensor = torch.from_numpy(x)
-
-            def opencv():
-                peer.setInput(x, "data")
-                peer.forward()
-
-            def ours(module):
-                def run():
-                    with torch.no_grad():
-                        module(data=tensor)
-                return run
-            med = medians({"optimized": ours(optimized), "aoti": ours(package),
-                           "opencv": opencv}, args.rounds)
+            med = medians(runners(prototxt, weights, shape, optimized=optimized, aoti=package),
+                          args.rounds)
             ratios.append((med["optimized"] / med["opencv"], med["aoti"] / med["opencv"]))
             print(f"| {name} | {compiled:.0f} | {loaded:.2f} | {med['optimized']:.1f} | "
                   f"{med['aoti']:.1f} | {med['opencv']:.1f} | {ratios[-1][0]:.2f}x | "

@@ -81,11 +81,14 @@ def medians(runs: dict, rounds: int) -> dict:
     return {kind: statistics.median(values) for kind, values in times.items()}
 
 
-def runners(prototxt, weights, shape) -> dict:
+def runners(prototxt, weights, shape, **modules) -> dict:
+    """kind -> a no-argument forward on one seeded input: OpenCV's net, and netdef's `modules`
+    (by default the faithful module and optimize=True)."""
     import cv2
 
-    faithful = netdef.load(prototxt, weights)
-    optimized = netdef.load(prototxt, weights, optimize=True)
+    if not modules:
+        modules = {"faithful": netdef.load(prototxt, weights),
+                   "optimized": netdef.load(prototxt, weights, optimize=True)}
     peer = cv2.dnn.readNetFromCaffe(str(prototxt), str(weights))
     x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
     tensor = torch.from_numpy(x)
@@ -99,7 +102,7 @@ def runners(prototxt, weights, shape) -> dict:
             with torch.no_grad():
                 module(data=tensor)
         return run
-    return {"faithful": ours(faithful), "optimized": ours(optimized), "opencv": opencv}
+    return {**{kind: ours(module) for kind, module in modules.items()}, "opencv": opencv}
 
 
 def geomean(values) -> float:
