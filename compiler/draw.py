@@ -26,34 +26,26 @@ UNKNOWN_COLOUR = "#ff6666"  # a layer type netdef does not know: analysed around
 FORMATS = ("svg", "png", "pdf", "dot")
 
 
-def to_dot(net: Net, rankdir: str = "TB") -> str:
-    """DOT source for the net; deterministic, so it can be compared to a golden file."""
-    folded = foldable_layers(net)
+def to_dot(net: Net, rankdir: str = "TB", element_ids: bool = False) -> str:
+    """DOT source for the net; deterministic, so it can be compared to a golden file.
+    `element_ids`: SVG ids on the nodes (`L<layer index>`, `b<blob node number>`), for
+    pages that script the drawing (`netdef view`)."""
     lines = [f'digraph "{_quote(net.parsed.net.name or "net")}" {{',
              f"  rankdir={rankdir}; newrank=true; nodesep=0.2; ranksep=0.3;",
              '  node [fontname="Helvetica", fontsize=10]; edge [arrowsize=0.6];']
-    hosts = {}  # folded layer index -> index of the layer whose node shows it
-    for layer in net.layers:
-        if layer.index in folded:
-            host = hosts.get(folded[layer.index], folded[layer.index])
-            hosts[layer.index] = host
+    hosts, shown = node_map(net)
     rows = {}
     for index, host in hosts.items():
         rows.setdefault(host, []).append(net.layers[index])
     for layer in net.layers:
         if layer.index not in hosts:
-            lines.append(f"  {_layer_id(layer)} [shape=plaintext, margin=0, "
+            element_id = f'id="{_layer_id(layer)}", ' if element_ids else ""
+            lines.append(f"  {_layer_id(layer)} [{element_id}shape=plaintext, margin=0, "
                          f"label=<{layer_label(layer, rows.get(layer.index, []))}>];")
-    shown = {}  # blob id -> the blob node id that stands for it
-    for blob in net.blobs.values():
-        producer = blob.producer
-        if producer is not None and producer in hosts:  # the output of a folded layer
-            shown[blob.id] = shown[net.layers[producer].bottoms[0]]
-            continue
-        shown[blob.id] = _blob_id(blob.id)
     latest = {shown[blob.id]: blob for blob in net.blobs.values()}  # after in-place layers
-    for node, blob in latest.items():
-        lines.append(f"  {node} [shape=box, style=rounded, color=gray50, fontsize=9, "
+    for number, (node, blob) in enumerate(latest.items()):
+        element_id = f'id="b{number}", ' if element_ids else ""
+        lines.append(f"  {node} [{element_id}shape=box, style=rounded, color=gray50, fontsize=9, "
                      f'label="{blob_label(blob)}"];')
     for layer in net.layers:
         if layer.index in hosts:
@@ -67,6 +59,23 @@ def to_dot(net: Net, rankdir: str = "TB") -> str:
     lines += legend(net)
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def node_map(net: Net) -> tuple[dict[int, int], dict[str, str]]:
+    """Which node shows what: folded layer index -> the index of the layer whose node holds
+    it as a row, and blob id -> the DOT id of the blob node that stands for it."""
+    folded = foldable_layers(net)
+    hosts = {}
+    for layer in net.layers:
+        if layer.index in folded:
+            hosts[layer.index] = hosts.get(folded[layer.index], folded[layer.index])
+    shown = {}
+    for blob in net.blobs.values():
+        if blob.producer is not None and blob.producer in hosts:  # a folded layer's output
+            shown[blob.id] = shown[net.layers[blob.producer].bottoms[0]]
+        else:
+            shown[blob.id] = _blob_id(blob.id)
+    return hosts, shown
 
 
 def legend(net: Net) -> list[str]:
