@@ -143,6 +143,17 @@ def build_parser() -> argparse.ArgumentParser:
                          help="write the offsets solved from the coordinate maps into every Crop "
                               "that lacks crop_param or disagrees with them")
 
+    diff = commands.add_parser("diff", help="what changed between two nets (exit 0: identical, "
+                                            "1: they differ, 2: trouble), as diff does")
+    diff.add_argument("a", help="a .prototxt")
+    diff.add_argument("b", help="a .prototxt")
+    diff.add_argument("--phase", default="TEST", type=str.upper, choices=["TRAIN", "TEST"])
+    diff.add_argument("--input", action="append", type=_input_spec, default=[],
+                      metavar="NAME=N,C,H,W", help="shape of an input blob, for both nets")
+    diff.add_argument("--weights-a", help="A's .caffemodel or .safetensors")
+    diff.add_argument("--weights-b", help="B's .caffemodel or .safetensors")
+    diff.add_argument("--json", action="store_true", help="the differences as JSON")
+
     commands.add_parser("layers", help="the supported layer types")
     example = commands.add_parser("example", help="copy a flagship net out of the package "
                                   "(no NAME: list them)")
@@ -663,6 +674,24 @@ def _folders(entries: list[str], split: str, args) -> dict:
     return folders
 
 
+def cmd_diff(args) -> int:
+    from .compiler.diff import diff_nets
+
+    if (args.weights_a is None) != (args.weights_b is None):
+        raise UsageError("give both --weights-a and --weights-b, or neither")
+    try:
+        result = diff_nets(args.a, args.b, phase=args.phase, inputs=dict(args.input),
+                           weights_a=args.weights_a, weights_b=args.weights_b)
+    except NetdefError as exc:  # diff's convention: 2 when it cannot compare
+        if args.debug:
+            raise
+        print(str(exc), file=sys.stderr)
+        return 2
+    print(json.dumps(result.to_json(), indent=2) if args.json else result.to_text(), end="\n"
+          if args.json else "")
+    return 0 if result.identical else 1
+
+
 def cmd_layers(args) -> int:
     from .compiler.layers import registry
 
@@ -694,6 +723,7 @@ def cmd_example(args) -> int:
 
 COMMANDS = {"check": cmd_check, "example": cmd_example, "info": cmd_info, "draw": cmd_draw, "compile": cmd_compile,
             "run": cmd_run, "recall": cmd_recall, "convert": cmd_convert, "upgrade": cmd_upgrade, "layers": cmd_layers,
+            "diff": cmd_diff,
             "train": cmd_train}
 
 
