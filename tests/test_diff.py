@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
+from safetensors.numpy import save_file
 
 from netdef.compiler.weights import write_caffemodel
 
@@ -59,27 +61,33 @@ def test_fcn32s_against_fcn8s(cli):
 
 
 def _snapshot(path, conv1_weights):
-    blobs = {"conv1": [conv1_weights, np.zeros(20, np.float32)]}
+    """A caffemodel, or a training snapshot as `netdef train` writes it (safetensors keyed
+    layer.blob)."""
+    blobs = [conv1_weights, np.zeros(20, np.float32)]
+    if path.suffix == ".safetensors":
+        save_file({f"conv1.{k}": blob for k, blob in enumerate(blobs)}, str(path))
+        return
     with open(path, "wb") as out:
-        write_caffemodel(out, [(name, "Convolution", arrays) for name, arrays in blobs.items()])
+        write_caffemodel(out, [("conv1", "Convolution", blobs)])
 
 
-def test_two_snapshots(cli, tmp_path):
+@pytest.mark.parametrize("suffix", [".safetensors", ".caffemodel"])
+def test_two_snapshots(cli, tmp_path, suffix):
     rng = np.random.default_rng(0)
     first = rng.uniform(-2, 2, (20, 1, 5, 5)).astype(np.float32)
     first[0, 0, 0, 0] = 4.0  # the largest magnitude, so max rel = max abs / 4
     second = first.copy()
     second[3, 0, 2, 2] += 0.5
-    _snapshot(tmp_path / "a.caffemodel", first)
-    _snapshot(tmp_path / "b.caffemodel", second)
-    code, out, _ = cli("diff", LENET, LENET, "--weights-a", tmp_path / "a.caffemodel",
-                       "--weights-b", tmp_path / "b.caffemodel", "--json")
+    _snapshot(tmp_path / f"a{suffix}", first)
+    _snapshot(tmp_path / f"b{suffix}", second)
+    code, out, _ = cli("diff", LENET, LENET, "--weights-a", tmp_path / f"a{suffix}",
+                       "--weights-b", tmp_path / f"b{suffix}", "--json")
     assert code == 1
     (change,) = json.loads(out)["weights"]
     assert (change["layer"], change["blob"]) == ("conv1", 0)
     assert abs(change["max_abs"] - 0.5) < 1e-6 and abs(change["max_rel"] - 0.125) < 1e-6
-    code, out, _ = cli("diff", LENET, LENET, "--weights-a", tmp_path / "a.caffemodel",
-                       "--weights-b", tmp_path / "a.caffemodel")
+    code, out, _ = cli("diff", LENET, LENET, "--weights-a", tmp_path / f"a{suffix}",
+                       "--weights-b", tmp_path / f"a{suffix}")
     assert (code, out.splitlines()[-1]) == (0, "identical")
 
 
