@@ -97,6 +97,22 @@ class SourceMap:
     def layer_line(self, index: int) -> int | None:
         return self.line_of(("layer", index))
 
+    def layer_spans(self) -> dict[int, tuple[int, int]]:
+        """Layer index -> (first, last) line holding its fields (a V1 or V0 layer's own
+        lines after an upgrade); one pass over the recorded fields, however many layers."""
+        extents: dict[tuple, tuple[int, int]] = {}
+        for path, line in self.lines.items():
+            head = tuple(path[:2])
+            first, last = extents.get(head, (line, line))
+            extents[head] = (min(first, line), max(last, line))
+        spans = {}
+        for head in [key for key in extents if key[0] == "layer"] + \
+                [("layer", index) for index in (key[1] for key in self.aliases)]:
+            origin = tuple(self.aliases.get(head, head)[:2])
+            if origin in extents:
+                spans[head[1]] = extents[origin]
+        return spans
+
 
 class _Tokens:
     def __init__(self, text: str, path: str):

@@ -675,7 +675,7 @@ def _folders(entries: list[str], split: str, args) -> dict:
 
 
 def cmd_diff(args) -> int:
-    from .compiler.diff import diff_nets
+    from .diff import diff_nets
 
     if (args.weights_a is None) != (args.weights_b is None):
         raise UsageError("give both --weights-a and --weights-b, or neither")

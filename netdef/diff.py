@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .analysis import partial_net
-from .ir import Layer, Net
-from .receptive import rf_json
-from .weights import read_weights
+from .compiler.analysis import partial_net
+from .compiler.ir import Layer, Net
+from .compiler.receptive import rf_json
+from .compiler.weights import read_weights
 
 NOT_COMPARED = {"name", "top", "bottom", "blobs", "include", "exclude", "phase"}  # shown apart
 
