@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from netdef.compiler.analysis import check_net
+from netdef.errors import NetdefError
 from netdef.view import view_data
 
-from .conftest import ROOT
+from .conftest import CORPUS, ROOT, corpus_files
 
 FCN8S = ROOT / "models" / "fcn8s.prototxt"
 
@@ -70,3 +73,20 @@ def test_problems_are_attached_to_their_layers():
     assert errors and errors[0]["layer"] is not None
     entry = data["layers"][errors[0]["layer"]]
     assert 0 in entry["problems"] and entry["lines"][0] <= errors[0]["line"] <= entry["lines"][1]
+
+
+@pytest.mark.parametrize("phase", ["TRAIN", "TEST"])
+def test_every_corpus_and_flagship_net_gives_page_data(phase):
+    paths = corpus_files() + sorted((CORPUS.parent / "corpus-forks").rglob("*.prototxt")) \
+        + sorted((ROOT / "models").glob("*.prototxt"))
+    shown = 0
+    for path in paths:
+        try:
+            net, problems = check_net(path, phase=phase)
+        except NetdefError:  # does not parse: the page lists the error alone
+            continue
+        data = view_data(net, problems, path.read_text())
+        assert len(data["layers"]) == len(net.layers)
+        json.dumps(data)
+        shown += 1
+    assert shown >= len(paths) - 2
