@@ -682,10 +682,11 @@ def cmd_diff(args) -> int:
     try:
         result = diff_nets(args.a, args.b, phase=args.phase, inputs=dict(args.input),
                            weights_a=args.weights_a, weights_b=args.weights_b)
-    except NetdefError as exc:  # diff's convention: 2 when it cannot compare
+    except (NetdefError, OSError) as exc:  # diff's convention: 2 when it cannot compare
         if args.debug:
             raise
-        print(str(exc), file=sys.stderr)
+        print(str(exc) if isinstance(exc, NetdefError) else f"netdef: error: {exc}",
+              file=sys.stderr)
         return 2
     print(json.dumps(result.to_json(), indent=2) if args.json else result.to_text(), end="\n"
           if args.json else "")

@@ -104,3 +104,9 @@ def test_readme_quotes_the_fcn_diff_as_printed(cli, monkeypatch):
     quoted = readme.split(command, 1)[1].split("```", 1)[0]
     code, out, _ = cli("diff", "models/fcn32s.prototxt", "models/fcn8s.prototxt")
     assert code == 1 and out == quoted
+
+
+def test_a_missing_weights_file_exits_2(cli, tmp_path):
+    code, _, err = cli("diff", LENET, LENET, "--weights-a", tmp_path / "none.caffemodel",
+                       "--weights-b", tmp_path / "none.caffemodel")
+    assert code == 2 and "none.caffemodel" in err and "Traceback" not in err
