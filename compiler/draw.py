@@ -114,8 +114,8 @@ def layer_label(layer: Layer, in_place: list[Layer]) -> str:
         summary = rule.summary(member.param) if rule else "unknown type: not analysed"
         summary = ", ".join(filter(None, [summary, *(f"{key} {_values(value)} (solved)"
                                                      for key, value in member.solution.items())]))
-        name = html.escape(_visible(member.name))
-        kind = html.escape(_visible(member.type))
+        name = html.escape(visible(member.name))
+        kind = html.escape(visible(member.type))
         if main:
             text = f"<B>{name}</B><BR/>{kind}"
             if summary:
@@ -164,10 +164,10 @@ def _values(values) -> str:
 
 
 def _quote(text: str) -> str:
-    return _visible(text).replace("\\", "\\\\").replace('"', '\\"')
+    return visible(text).replace("\\", "\\\\").replace('"', '\\"')
 
 
-def _visible(text: str) -> str:
+def visible(text: str) -> str:
     """Control characters as \\xNN text: SVG (XML) cannot hold most of them, and dot refuses
     them in HTML labels."""
     return "".join(f"\\x{ord(c):02x}" if unicodedata.category(c) == "Cc" else c for c in text)

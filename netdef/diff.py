@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .compiler.analysis import partial_net
+from .compiler.draw import visible
 from .compiler.ir import Layer, Net
 from .compiler.receptive import rf_json
 from .compiler.weights import read_weights
@@ -64,7 +65,7 @@ class NetDiff:
         if self.identical:
             lines.append("identical" + (" apart from the format" if len(set(self.formats)) > 1
                                         else ""))
-        return "\n".join(lines) + "\n"
+        return "\n".join(map(visible, lines)) + "\n"  # a name's control characters as \xNN
 
 
 def diff_nets(a, b, *, phase: str = "TEST", inputs: dict | None = None,

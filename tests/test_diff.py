@@ -110,3 +110,11 @@ def test_a_missing_weights_file_exits_2(cli, tmp_path):
     code, _, err = cli("diff", LENET, LENET, "--weights-a", tmp_path / "none.caffemodel",
                        "--weights-b", tmp_path / "none.caffemodel")
     assert code == 2 and "none.caffemodel" in err and "Traceback" not in err
+
+
+def test_control_characters_in_names_print_as_text(cli, tmp_path):
+    text = LENET.read_text()
+    renamed = tmp_path / "renamed.prototxt"
+    renamed.write_text(text.replace('name: "ip2"', 'name: "ip2\\033[2J"', 1))
+    code, out, _ = cli("diff", LENET, renamed)
+    assert code == 1 and "\033" not in out and "ip2\\x1b[2J" in out
