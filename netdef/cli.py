@@ -688,8 +688,10 @@ def cmd_diff(args) -> int:
         print(str(exc) if isinstance(exc, NetdefError) else f"netdef: error: {exc}",
               file=sys.stderr)
         return 2
-    print(json.dumps(result.to_json(), indent=2) if args.json else result.to_text(), end="\n"
-          if args.json else "")
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        sys.stdout.write(result.to_text())
     return 0 if result.identical else 1
 
 
