@@ -90,3 +90,16 @@ def test_every_corpus_and_flagship_net_gives_page_data(phase):
         json.dumps(data)
         shown += 1
     assert shown >= len(paths) - 2
+
+
+def test_page_keys_are_the_drawing_s_svg_ids():
+    import re
+
+    from netdef.compiler.draw import to_dot
+
+    net, problems = check_net(FCN8S)
+    data = view_data(net, problems, None)
+    ids = set(re.findall(r'\[id="([^"]+)"', to_dot(net, element_ids=True)))
+    drawn_layers = {entry["node"] for entry in data["layers"].values()}
+    assert ids == drawn_layers | set(data["blobs"])
+    assert 'id="' not in to_dot(net)  # the golden-compared default is unchanged
