@@ -24,8 +24,8 @@ def pytest_runtest_makereport(item, call):
 @pytest.fixture(autouse=True)
 def _free_tmp_path(request):
     """Parity tests write caffemodels of 0.5-1 GB, and pytest keeps every tmp_path until the
-    run ends: 22.9 GB over the suite (measured), more than a CI disk has free. A passing test's folder goes
-    when it ends; a failing one's stays to be looked at."""
+    run ends: 22.9 GB over the suite (measured), more than a CI disk has free. A passing
+    test's folder goes when it ends; a failing one's stays to be looked at."""
     if "tmp_path" not in request.fixturenames:
         yield
         return
