@@ -16,6 +16,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	@command -v dot >/dev/null || (apt-get update -qq && apt-get install -y -qq graphviz >/dev/null) \
 		|| echo "note: graphviz's dot is missing (needed for drawing only)"
+	@# the view page's browser tests drive Debian's chromium through playwright
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
+		|| echo "note: chromium is missing (the view page's browser tests will skip)"
 	touch $@
 
 setup: $(VENV)/.installed

@@ -194,8 +194,11 @@ def bind_weights(module: fx.GraphModule, net: Net, caffe_layers: list[CaffeLayer
 
 def _record_matches(module: fx.GraphModule, net: Net, left: dict, bound: set) -> None:
     """What matched nothing, for the user to see (Caffe only logs it): caffemodel layers
-    left unread, and net layers none of whose tensors were bound."""
+    left unread, net layers none of whose tensors were bound, and the tensors that were."""
     module.caffe_unused_layers = [name for name, layers in left.items() for _ in layers]
+    module.caffe_loaded_tensors = {  # `target.name` of each tensor the file gave
+        f"{target}.{name}" for _, target, names in module.caffe_parameters for name in names
+        if id(getattr(module.get_submodule(target), name)) in bound}
     module.caffe_unfilled_layers = [
         net.layers[index].name for index, target, names in module.caffe_parameters
         if not any(id(getattr(module.get_submodule(target), name)) in bound for name in names)]

@@ -145,9 +145,15 @@ def render(dot_source: str, path: str, fmt: str, dpi: int | None = None) -> None
         with open(path, "w") as handle:
             handle.write(dot_source)
         return
+    with open(path, "wb") as handle:
+        handle.write(run_dot(dot_source, fmt, dpi))
+
+
+def run_dot(dot_source: str, fmt: str, dpi: int | None = None) -> bytes:
+    """The picture graphviz's `dot` makes of the source, in `fmt` (svg, png, pdf)."""
     scale = [f"-Gdpi={dpi}"] if dpi else []
     try:
-        result = subprocess.run(["dot", f"-T{fmt}", *scale, "-o", path], input=dot_source.encode(),
+        result = subprocess.run(["dot", f"-T{fmt}", *scale], input=dot_source.encode(),
                                 capture_output=True, timeout=120)
     except FileNotFoundError:
         raise UsageError("graphviz's `dot` is not installed (Debian: apt-get install graphviz); "
@@ -156,6 +162,7 @@ def render(dot_source: str, path: str, fmt: str, dpi: int | None = None) -> None
         raise UsageError("dot took over 120 s; write a .dot file and render it yourself") from None
     if result.returncode:
         raise UsageError(f"dot failed: {result.stderr.decode(errors='replace').strip()}")
+    return result.stdout
 
 
 def _values(values) -> str:

@@ -154,6 +154,15 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--weights-b", help="B's .caffemodel or .safetensors")
     diff.add_argument("--json", action="store_true", help="the differences as JSON")
 
+    view = commands.add_parser("view", help="one self-contained HTML page of the net: the DAG, "
+                               "shapes, costs, problems, receptive fields shown on an image")
+    _net_arguments(view)
+    view.add_argument("-o", "--output", help="the page to write (default: NET's name + .html, "
+                                             "in the current folder)")
+    view.add_argument("--image", help="a picture to show receptive fields on (default: a "
+                                      "checkerboard); it sizes the net's image input, as in run")
+    view.add_argument("--weights", help="a .caffemodel or .safetensors: statistics of every "
+                                        "learned blob, and whether it came from the file")
     commands.add_parser("layers", help="the supported layer types")
     example = commands.add_parser("example", help="copy a flagship net out of the package "
                                   "(no NAME: list them)")
@@ -695,6 +704,24 @@ def cmd_diff(args) -> int:
     return 0 if result.identical else 1
 
 
+def cmd_view(args) -> int:
+    from .view_page import write_view
+
+    output = args.output or os.path.splitext(os.path.basename(args.net))[0] + ".html"
+    _refuse_overwriting(output, args.net, args.image, args.weights)
+    written = write_view(args.net, output, phase=args.phase, inputs=dict(args.input),
+                         image=args.image, weights=args.weights,
+                         solve_crops=not args.literal_crops)
+    for problem in written.problems:
+        print(problem.format(), file=sys.stderr)
+    for note in written.notes:
+        print(f"note: {note}", file=sys.stderr)
+    errors = sum(not problem.warning for problem in written.problems)
+    listed = f", {errors} error(s) listed on it" if errors else ""
+    print(f"{args.net}: wrote {output} ({written.layers} layers{listed})")
+    return 1 if errors else 0
+
+
 def cmd_layers(args) -> int:
     from .compiler.layers import registry
 
@@ -726,7 +753,7 @@ def cmd_example(args) -> int:
 
 COMMANDS = {"check": cmd_check, "example": cmd_example, "info": cmd_info, "draw": cmd_draw, "compile": cmd_compile,
             "run": cmd_run, "recall": cmd_recall, "convert": cmd_convert, "upgrade": cmd_upgrade, "layers": cmd_layers,
-            "diff": cmd_diff,
+            "diff": cmd_diff, "view": cmd_view,
             "train": cmd_train}
 
 

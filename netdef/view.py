@@ -8,6 +8,8 @@ Keys match the SVG ids of `to_dot(net, element_ids=True)`: layers `L<index>`, bl
 """
 from __future__ import annotations
 
+import math
+
 from google.protobuf import text_format
 
 from .compiler.analysis import build_report, layer_cost
@@ -19,7 +21,8 @@ from .compiler.spatial import EVERYWHERE
 MAX_PARAM_TEXT = 20_000  # characters of a layer's parameters shown (a huge inline blob is cut)
 
 
-def view_data(net: Net, problems: list, text: str | None) -> dict:
+def view_data(net: Net, problems: list, text: str | None, weights: dict | None = None) -> dict:
+    """`weights`: layer index -> its blobs' statistics (weight_stats), shown with the layer."""
     hosts, shown = node_map(net)
     numbers = {node: f"b{k}" for k, node in enumerate(dict.fromkeys(shown.values()))}
     blob_node = {blob_id: numbers[node] for blob_id, node in shown.items()}
@@ -38,7 +41,8 @@ def view_data(net: Net, problems: list, text: str | None) -> dict:
             "lines": _span(spans.get(layer.source_index), lines),
             "bottoms": [blob_node[b] for b in layer.bottoms],
             "tops": [blob_node[t] for t in layer.tops],
-            "params": params, "flops": flops, "problems": []}
+            "params": params, "flops": flops, "problems": [],
+            "weights": (weights or {}).get(layer.index)}
     blobs = {}
     for blob in net.blobs.values():  # later versions overwrite: the blob after in-place layers
         entry = blobs.setdefault(blob_node[blob.id], {"name": blob.name, "producers": [],
@@ -52,16 +56,55 @@ def view_data(net: Net, problems: list, text: str | None) -> dict:
     by_name = {}
     for key, layer in layers.items():
         by_name.setdefault(layer["name"], key)
-    listed = []
-    for number, problem in enumerate(problems):
-        key = by_name.get(problem.layer) if problem.layer is not None else None
-        listed.append({"text": problem.format(), "line": problem.line, "layer": key,
-                       "warning": problem.warning})
-        if key is not None:
-            layers[key]["problems"].append(number)
+    listed = _problems(problems, by_name)
+    for number, problem in enumerate(listed):
+        if problem["layer"] is not None:
+            layers[problem["layer"]]["problems"].append(number)
     return {"name": net.parsed.net.name, "path": net.path, "format": net.parsed.original_format,
             "source": lines, "layers": layers, "blobs": blobs, "problems": listed,
             "summary": _summary(net, blobs, blob_node)}
+
+
+def failed_view_data(problems: list, text: str | None, path: str) -> dict:
+    """The page of a file that does not parse: its problems and its text, nothing drawn."""
+    return {"name": None, "path": path, "format": None,
+            "source": text.splitlines() if text is not None else None, "layers": {},
+            "blobs": {}, "problems": _problems(problems, {}), "summary": None}
+
+
+def weight_stats(net: Net, weights) -> dict[int, list[dict]]:
+    """Layer index -> per learned blob: shape, mean, std, min, max, and whether the weights
+    file gave it or it kept the prototxt's filler, as `netdef.load` binds them."""
+    from .compiler.bind import build_module
+
+    module = build_module(net, weights)
+    stats = {}
+    for index, target, names in module.caffe_parameters:
+        owner = module.get_submodule(target)
+        stats[index] = [_stats(position, getattr(owner, name).detach().double(),
+                               f"{target}.{name}" in module.caffe_loaded_tensors)
+                        for position, name in enumerate(names)]
+    return stats
+
+
+def _stats(position: int, values, loaded: bool) -> dict:
+    summary = (values.mean(), values.std(correction=0), values.min(), values.max()) \
+        if values.numel() else (0.0,) * 4
+    return {"blob": position, "shape": list(values.shape),
+            **{key: _number(value) for key, value in zip(("mean", "std", "min", "max"), summary)},
+            "source": "weights file" if loaded else "filler"}
+
+
+def _number(value) -> float | str:
+    """A float, or its text where JSON has no number for it (nan, inf)."""
+    value = float(value)
+    return value if math.isfinite(value) else str(value)
+
+
+def _problems(problems: list, by_name: dict) -> list[dict]:
+    return [{"text": problem.format(), "line": problem.line,
+             "layer": by_name.get(problem.layer) if problem.layer is not None else None,
+             "warning": problem.warning} for problem in problems]
 
 
 def _parameter_text(param) -> str:
