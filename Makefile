@@ -27,6 +27,7 @@ demo: setup
 	$(BIN)/netdef check $(DEMO_NET) --phase TRAIN
 	$(BIN)/netdef info $(DEMO_NET)
 	$(BIN)/netdef draw $(DEMO_NET) -o demo-fcn8s.svg
+	$(BIN)/netdef view $(DEMO_NET) -o demo-fcn8s.html
 	$(BIN)/netdef compile $(DEMO_NET) --input data=1,3,224,224 -o demo-fcn8s
 	$(BIN)/python -c "import sys, torch; sys.path.insert(0, 'demo-fcn8s'); import model; \
 		print('demo-fcn8s/model.py ->', {k: tuple(v.shape) for k, v in \
@@ -51,4 +52,4 @@ proto: setup
 	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=netdef/proto protos/netdef.proto
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache demo-fcn8s.svg demo-fcn8s
+	rm -rf $(VENV) *.egg-info .pytest_cache demo-fcn8s.svg demo-fcn8s.html demo-fcn8s

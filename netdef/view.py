@@ -110,7 +110,9 @@ def _problems(problems: list, by_name: dict) -> list[dict]:
 def _parameter_text(param) -> str:
     shown = type(param)()
     shown.CopyFrom(param)
-    shown.ClearField("blobs")  # weights inside a prototxt are numbers, not settings
+    for shown_elsewhere in ("name", "type", "bottom", "top", "blobs"):  # blobs: numbers, not settings
+        if shown_elsewhere in type(param).DESCRIPTOR.fields_by_name:
+            shown.ClearField(shown_elsewhere)
     text = text_format.MessageToString(shown)
     return text if len(text) <= MAX_PARAM_TEXT else text[:MAX_PARAM_TEXT] + "\n..."
 

@@ -337,9 +337,12 @@
       for (let c = 0; c <= columns; c++) { pen.moveTo(c * scale, 0); pen.lineTo(c * scale, height); }
       pen.stroke();
     }
+    const cell = Math.max(scale, 2), x = state.j * scale, y = (size.length === 1 ? 0 : state.i) * scale;
+    pen.fillStyle = "rgba(9, 105, 218, 0.15)";  // the unit's row and column, to find it on a fine grid
+    pen.fillRect(0, y, width, cell);
+    pen.fillRect(x, 0, cell, height);
     pen.fillStyle = "#0969da";
-    const cell = Math.max(scale, 2);
-    pen.fillRect(state.j * scale, (size.length === 1 ? 0 : state.i) * scale, cell, cell);
+    pen.fillRect(x, y, cell, cell);
   }
 
   function drawField(picture, [height, width], input, fields) {
