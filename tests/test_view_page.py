@@ -56,9 +56,13 @@ class Opened:
         self.page.goto(self.url)
 
     def click_node(self, name: str, kind: str) -> str:
-        """Fit the whole drawing in the window (key 0), then click the node."""
+        """Bring the node into view as a user would, by searching for it (Esc then closes
+        the panel the search opened), and click it."""
         key = self.key_of(name, kind)
-        self.page.keyboard.press("0")
+        self.page.fill("#search", name)
+        self.page.click(f'#results li[data-key="{key}"]')
+        self.page.keyboard.press("Escape")
+        assert self.page.locator("#panel #problems").count() == 1  # the summary is back
         self.page.click(f"#graph g#{key}")
         return key
 
@@ -279,7 +283,7 @@ def test_weights_statistics_and_where_they_came_from(cli, tmp_path):
     out = tmp_path / "lenet.html"
     code, _, _ = cli("view", lenet, "--weights", tmp_path / "w.caffemodel", "-o", out)
     assert code == 0
-    data = json.loads(re.search(r'id="netdef-data">(.*?)</script>', out.read_text()).group(1))
+    data = page_data(out)
     layers = {layer["name"]: layer for layer in data["layers"].values()}
     for stats, array in zip(layers["conv1"]["weights"], (weight, bias)):
         assert stats["shape"] == list(array.shape) and stats["source"] == "weights file"
@@ -297,15 +301,40 @@ def test_script_json_cannot_close_its_element():
     assert json.loads(text) == {"name": "</script><!-- & -->"}
 
 
+def every_net() -> list:
+    return corpus_files() + sorted((ROOT.parent / "shared" / "corpus-forks").rglob("*.prototxt")) \
+        + sorted((ROOT / "models").glob("*.prototxt"))
+
+
+def page_data(path) -> dict:
+    return json.loads(re.search(r'id="netdef-data">(.*?)</script>', path.read_text()).group(1))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("phase", ["TEST", "TRAIN"])
 def test_every_corpus_and_flagship_net_gets_a_page(tmp_path, phase):
-    paths = corpus_files() + sorted((ROOT.parent / "shared" / "corpus-forks").rglob("*.prototxt")) \
-        + sorted((ROOT / "models").glob("*.prototxt"))
-    for path in paths:
+    for path in every_net():
         out = tmp_path / "page.html"
         written = write_view(str(path), str(out), phase=phase)
-        data = json.loads(re.search(r'id="netdef-data">(.*?)</script>', out.read_text()).group(1))
-        assert written.layers == len(data["layers"]), path
+        data = page_data(out)
+        assert written.layers == len(data["layers"]) > 0, path
         if not any(not problem.warning for problem in written.problems):
             assert data["svg"] and not data["drawing_problem"], path
+
+
+@pytest.mark.slow
+def test_every_corpus_page_opens_with_every_node_clickable(browser, tmp_path):
+    """Each page loads without an error or a request, and every layer and blob the data
+    names is a node of the drawing; clicking each kind opens its panel."""
+    for number, path in enumerate(every_net()):
+        out = tmp_path / f"{number}.html"
+        write_view(str(path), str(out))
+        opened = Opened(browser, out)
+        data = opened.data()
+        drawn = set(opened.page.eval_on_selector_all("#graph g.node", "nodes => nodes.map(n => n.id)"))
+        assert {layer["node"] for layer in data["layers"].values()} | set(data["blobs"]) <= drawn, path
+        blob = data["blobs"][next(iter(data["blobs"]))]["name"]
+        opened.click_node(blob, "blobs")
+        assert opened.page.text_content("#panel h2") == blob, path
+        assert opened.clean(), (path, opened.errors)
+        opened.page.close()
