@@ -163,6 +163,26 @@ def build_parser() -> argparse.ArgumentParser:
                                       "checkerboard); it sizes the net's image input, as in run")
     view.add_argument("--weights", help="a .caffemodel or .safetensors: statistics of every "
                                         "learned blob, and whether it came from the file")
+    imageset = commands.add_parser("convert-imageset", help="Caffe's convert_imageset: images "
+                                   "and labels listed in LIST into an LMDB or LevelDB of Datums")
+    imageset.add_argument("root", help="the folder the listed files are in (ROOT + file)")
+    imageset.add_argument("listing", metavar="LIST", help="lines of `file label`")
+    imageset.add_argument("db", metavar="DB", help="the database folder to create")
+    imageset.add_argument("--resize_height", "--resize-height", type=int, default=0)
+    imageset.add_argument("--resize_width", "--resize-width", type=int, default=0)
+    imageset.add_argument("--gray", action="store_true", help="store grey images")
+    imageset.add_argument("--shuffle", action="store_true", help="shuffle the lines (seeded)")
+    imageset.add_argument("--seed", type=int, default=0, help="the shuffle's seed")
+    imageset.add_argument("--encoded", action="store_true",
+                          help="store encoded files (as they are when no resize is asked)")
+    imageset.add_argument("--encode_type", "--encode-type", default="",
+                          help="jpg or png (default: each file's own)")
+    imageset.add_argument("--backend", choices=["lmdb", "leveldb"], default="lmdb")
+    mean = commands.add_parser("compute-image-mean", help="Caffe's compute_image_mean: a "
+                               "database's mean image as a .binaryproto")
+    mean.add_argument("db", metavar="DB")
+    mean.add_argument("output", metavar="OUT", nargs="?", help="the mean.binaryproto to write")
+    mean.add_argument("--backend", choices=["lmdb", "leveldb"], default="lmdb")
     commands.add_parser("layers", help="the supported layer types")
     example = commands.add_parser("example", help="copy a flagship net out of the package "
                                   "(no NAME: list them)")
@@ -722,6 +742,42 @@ def cmd_view(args) -> int:
     return 1 if errors else 0
 
 
+def cmd_convert_imageset(args) -> int:
+    from tqdm import tqdm
+
+    from .compiler.sidefiles import read_lines
+    from .training.databases import convert_imageset
+
+    try:
+        count = len(read_lines(args.listing))
+    except OSError as exc:
+        raise DataError(f"{args.listing}: cannot read: {exc.strerror or exc}") from None
+    with tqdm(total=count, unit="image", disable=not sys.stderr.isatty()) as bar:
+        written, skipped = convert_imageset(
+            args.root, args.listing, args.db, resize=(args.resize_height, args.resize_width),
+            gray=args.gray, shuffle=args.shuffle, encoded=args.encoded,
+            encode_type=args.encode_type, backend=args.backend, seed=args.seed,
+            progress=bar.update)
+    for name in skipped:
+        print(f"warning: could not read {os.path.join(args.root, name)}; skipped", file=sys.stderr)
+    print(f"{args.db}: {written} records ({args.backend})")
+    return 0
+
+
+def cmd_compute_image_mean(args) -> int:
+    from .training.databases import compute_image_mean
+
+    _refuse_overwriting(args.output, args.db)
+    output = args.output or os.devnull
+    mean = compute_image_mean(args.db, output, args.backend)
+    print(f"number of channels: {mean.shape[0]}")
+    for channel, value in enumerate(mean.mean(axis=(1, 2))):
+        print(f"mean_value channel [{channel}]: {value:.6g}")
+    if args.output:
+        print(f"wrote {args.output}: 1x{'x'.join(map(str, mean.shape))}")
+    return 0
+
+
 def cmd_layers(args) -> int:
     from .compiler.layers import registry
 
@@ -754,6 +810,7 @@ def cmd_example(args) -> int:
 COMMANDS = {"check": cmd_check, "example": cmd_example, "info": cmd_info, "draw": cmd_draw, "compile": cmd_compile,
             "run": cmd_run, "recall": cmd_recall, "convert": cmd_convert, "upgrade": cmd_upgrade, "layers": cmd_layers,
             "diff": cmd_diff, "view": cmd_view,
+            "convert-imageset": cmd_convert_imageset, "compute-image-mean": cmd_compute_image_mean,
             "train": cmd_train}
 
 

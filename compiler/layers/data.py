@@ -1,8 +1,9 @@
 """Caffe's `Data` layer (reads Datum records from LevelDB/LMDB (image shape comes from the
 database)).
 
-A data layer: its tops are graph inputs, fed in training by its data_source. Tested by
-`tests/test_rules.py` (test_rule[Data]).
+A data layer: its tops are graph inputs, fed in training by its data_source
+(netdef/training/databases.py). Tested by `tests/test_rules.py` (test_rule[Data]) and
+`tests/test_databases.py`.
 """
 from __future__ import annotations
 
@@ -19,9 +20,8 @@ class Data(DataRule):
         yield from batch_issues(layer.data_param.batch_size, ("data_param",))
 
     def data_source(self, layer, ctx):
-        from netdef.training.data import data_error
-        raise data_error("netdef does not read LMDB/LevelDB databases; list the images for an "
-                         "ImageData layer or write them to HDF5 for HDF5Data", ctx.net_path, layer)
+        from netdef.training.data import DatabaseRecords
+        return DatabaseRecords(layer, ctx)
 
     def input_shapes(self, layer):
         return with_label(None, layer.data_param.batch_size, len(layer.top))

@@ -69,6 +69,33 @@ class Source:
         raise NotImplementedError
 
 
+class Prefetching(Source):
+    """Reads the next batch on a background thread while the caller trains on this one, as
+    Caffe's prefetch queue does (one batch deep). The next index is the last one plus the
+    last step between requests (the world size, in distributed training); reads stay one at
+    a time and in order, and a batch comes out the same however it was read."""
+
+    def __init__(self, source: Source):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.source, self.batch_size = source, source.batch_size
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="netdef-data")
+        self._ahead, self._last = None, None
+
+    def batch(self, index: int) -> list[np.ndarray]:
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == index:
+            arrays = ahead[1].result()
+        else:
+            if ahead is not None:
+                ahead[1].exception()  # let a guess that missed finish before reading on
+            arrays = self.source.batch(index)
+        step = index - self._last if self._last is not None and index > self._last else 1
+        self._last = index
+        self._ahead = (index + step, self._reader.submit(self.source.batch, index + step))
+        return arrays
+
+
 class ItemSource(Source):
     """A source of numbered items; batches are consecutive items of a per-epoch order."""
 
@@ -212,6 +239,42 @@ class ImageList(ItemSource):
         image = read_image(self.ctx.resolve(self.root + path), self.color)
         if all(self.size):
             image = _resized(image, self.size)
+        return [self.transform(image, rng), np.float32(label)][:self.tops]
+
+
+class DatabaseRecords(ItemSource):
+    """Data: the Datum records of an LMDB or LevelDB in key order, cycling at the end as
+    Caffe's cursor does, after skipping a seeded random count below `rand_skip` (Caffe's
+    start); then Caffe's transformer. The label top is each record's label."""
+
+    def __init__(self, layer, ctx: SourceContext):
+        from .databases import Database, backend_name
+
+        param = layer.data_param
+        backend = backend_name(param.backend)
+        try:
+            self.database = Database(ctx.resolve(param.source), backend)
+        except DataError as exc:
+            raise data_error(f"data_param.source: {exc}", layer=layer) from None
+        skip = np.random.default_rng((ctx.seed, 7)).integers(param.rand_skip) \
+            if param.rand_skip else 0
+        self.skip = int(skip)
+        self.transform = Transform.from_param(layer.transform_param, ctx)
+        self.force = (layer.transform_param.force_color, layer.transform_param.force_gray)
+        self.batch_size, self.tops = param.batch_size, len(layer.top)
+
+    def __len__(self):
+        return len(self.database)
+
+    def item(self, index, rng):
+        from .databases import datum_image
+
+        position = (index + self.skip) % len(self.database)
+        try:
+            image, label = datum_image(self.database.record(position), *self.force)
+        except DataError as exc:
+            key = self.database.keys[position].decode(errors="replace")
+            raise data_error(f"{self.database.path}: record {key!r}: {exc}") from None
         return [self.transform(image, rng), np.float32(label)][:self.tops]
 
 

@@ -26,7 +26,7 @@ from ..compiler.analysis import checked_net, reshape
 from ..compiler.bind import build_module
 from ..compiler.textformat import parse_message
 from ..compiler.weights import layer_key
-from .data import SourceContext, resolve_near
+from .data import Prefetching, SourceContext, resolve_near
 from ..errors import DataError, Problem, SolverError, raise_if_errors
 from ..proto import netdef_pb2 as pb
 from .solver import Learnable, Solver, check_solver, solver_type
@@ -176,7 +176,7 @@ def build_net(source, phase: str, *, ctx: SourceContext, state=None, data=None, 
     placeholders = iter(node.target for node in module.graph.nodes if node.op == "placeholder")
     names = {layer.index: [next(placeholders) for _ in layer.tops]
              for layer in module.caffe_net.layers if layer.rule.is_input}  # lower()'s order
-    feeds = [(found, names[layer.index], layer.index) for layer, found in sources]
+    feeds = [(Prefetching(found), names[layer.index], layer.index) for layer, found in sources]
     return FedNet(module, feeds, loss_weights(module.caffe_net))
 
 
