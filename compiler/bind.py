@@ -55,15 +55,25 @@ def convert_weights(weights, output, net=None, *, on_load=None, literal_crops: b
                     **surgery) -> tuple[int, int]:
     """A weights file as safetensors: keyed `layer.blob` straight from the file (packed
     float32 data copied file to file), or, given the net, the bound module's state dict
-    (`module.tensor`, after any surgery). Returns (tensors, bytes) written."""
+    (`module.tensor`, after any surgery); or, to a `.caffemodel` given the net, the bound
+    module's blobs as Caffe writes them. Returns (tensors, bytes) written."""
     from .analysis import checked_net
     from .safetensors_io import write_safetensors
-    from .weights import layer_key, read_caffemodel
+    from .weights import layer_key, read_caffemodel, write_caffemodel
 
+    to_caffe = str(output).endswith(".caffemodel")
+    if to_caffe and net is None:
+        raise UsageError("writing a caffemodel needs --net NET: its layer names and types")
     if net is not None:
         module = build_module(checked_net(net, solve_crops=not literal_crops), weights, **surgery)
         if on_load is not None:
             on_load(module)
+        if to_caffe:  # back to Caffe: V2 layers, blobs in Caffe's order and shapes
+            layers = caffe_layers(module)
+            with open(output, "wb") as out:
+                write_caffemodel(out, layers)
+            blobs = [blob for _, _, layer_blobs in layers for blob in layer_blobs]
+            return len(blobs), sum(blob.nbytes for blob in blobs)
         tensors = module.state_dict()
         write_safetensors(output, tensors)
     else:
@@ -78,6 +88,16 @@ def convert_weights(weights, output, net=None, *, on_load=None, literal_crops: b
             write_safetensors(output, tensors, spans)
     nbytes = sum(4 * (t.numel() if hasattr(t, "numel") else t.size) for t in tensors.values())
     return len(tensors), nbytes
+
+
+def caffe_layers(module: fx.GraphModule) -> list[tuple[str, str, list[np.ndarray]]]:
+    """(name, type, blobs) of every layer with learned blobs, as Caffe stores them."""
+    net, layers = module.caffe_net, []
+    for index, target, names in module.caffe_parameters:
+        layer, owner = net.layers[index], module.get_submodule(target)
+        blobs = [getattr(owner, name).detach().cpu().float().numpy() for name in names]
+        layers.append((layer.name, layer.type, layer.rule.caffe_blobs(layer.param, blobs)))
+    return layers
 
 
 def _no_context():

@@ -129,8 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     recall.add_argument("--device", default="cpu")
     recall.add_argument("--json", action="store_true", help="machine-readable output")
 
-    convert = commands.add_parser("convert", help="caffemodel -> safetensors")
-    convert.add_argument("weights", help="a .caffemodel")
+    convert = commands.add_parser("convert", help="caffemodel -> safetensors, or (-o "
+                                  "W.caffemodel --net NET) weights back to a caffemodel")
+    convert.add_argument("weights", help="a .caffemodel or .safetensors")
     convert.add_argument("--net", help="name tensors after the net's modules (conv1.weight) "
                                        "instead of layer.blob index (conv1.0)")
     convert.add_argument("-o", "--output", required=True)

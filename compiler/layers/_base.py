@@ -104,6 +104,10 @@ class LayerRule:
         """(FillerParameter or None, default value) per blob of the lowered module, in Caffe order."""
         return ()
 
+    def caffe_blobs(self, layer, blobs: list) -> list:
+        """The module's tensors (numpy, Caffe order) as a caffemodel stores this layer's blobs."""
+        return blobs
+
     def summary(self, layer) -> str:
         """The key parameters in a few characters, for drawings (e.g. '3x3 /2 pad 1, 64')."""
         return ""

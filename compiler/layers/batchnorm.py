@@ -6,6 +6,8 @@ Runs as `netdef.runtime.normalization.CaffeBatchNorm`. Tested by `tests/test_rul
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ._base import register
 from ._pointwise import PointwiseRule
 from ..modules import runtime
@@ -24,6 +26,12 @@ class BatchNorm(PointwiseRule):
     def learned_shapes(self, layer, bottoms):
         channels = _channels(bottoms[0])
         return [(channels,), (channels,), (1,)]  # mean, variance, their scale factor
+
+    def caffe_blobs(self, layer, blobs):
+        """Written with the scale factor 1: the statistics divided by it (0 stays 0)."""
+        mean, variance, factor = blobs
+        scale = 0.0 if factor[0] == 0 else 1.0 / float(factor[0])
+        return [mean * scale, variance * scale, np.ones(1, np.float32)]
 
     def lower(self, layer, ctx):
         param = layer.batch_norm_param
