@@ -37,12 +37,7 @@ class Database:
                                if os.path.exists(path) else ""))
         self.path, self.backend, self._lock = path, backend, threading.Lock()
         if backend == "lmdb":
-            lmdb = _module("lmdb", "lmdb")
-            try:
-                self._env = lmdb.open(path, readonly=True, lock=False, readahead=False,
-                                      max_readers=126)
-            except lmdb.Error as exc:
-                raise DataError(f"{path}: not a readable LMDB database: {exc}") from None
+            self._env = _lmdb_environment(path)
             with self._env.begin() as txn:
                 self.keys = list(txn.cursor().iternext(keys=True, values=False))
         else:
@@ -67,6 +62,21 @@ class Database:
                 with self._env.begin() as txn:
                     return txn.get(key)
             return self._db.get(key)
+
+
+_LMDB_OPEN: dict[str, object] = {}  # LMDB opens an environment once per process: share it
+
+
+def _lmdb_environment(path: str):
+    lmdb = _module("lmdb", "lmdb")
+    key = os.path.realpath(path)
+    if key not in _LMDB_OPEN:
+        try:
+            _LMDB_OPEN[key] = lmdb.open(path, readonly=True, lock=False, readahead=False,
+                                        max_readers=126)
+        except lmdb.Error as exc:
+            raise DataError(f"{path}: not a readable LMDB database: {exc}") from None
+    return _LMDB_OPEN[key]
 
 
 class Writer:
