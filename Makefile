@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DEMO_NET ?= models/fcn8s.prototxt
 CRF_NET ?= models/fcn8s_crfrnn.prototxt
 
-.PHONY: setup demo test test-fast bench models proto clean
+.PHONY: setup demo test test-fast bench models proto lenet clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ test-fast: setup
 bench: setup
 	$(BIN)/python bench/bench_parse.py
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/python bench/bench_draw.py
+
+# LeNet on real handwritten digits, offline: BVLC's recipe through LMDBs netdef writes
+lenet: setup
+	cd examples/lenet && ../../$(BIN)/python lenet.py
 
 models: setup
 	$(BIN)/python models/fcn.py
