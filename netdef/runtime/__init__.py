@@ -25,3 +25,4 @@ from .loss import (  # noqa: F401
 from .recurrent import RNN, lstm_unit, LSTM, LSTMUnit  # noqa: F401
 from .roi import ROIPooling, PSROIPooling  # noqa: F401
 from .detection import PriorBox, DetectionOutput, Proposal, ImageInfo  # noqa: F401
+from .multibox import MultiBoxLoss  # noqa: F401
