@@ -201,10 +201,16 @@ def test_transformer_centre_crop_mean_file_and_scale_in_test(cli, images):
                                    "mirror: true")
     planes = [p[:, :, ::-1].transpose(2, 0, 1).astype(np.float64) for p in pictures]
     mean = np.mean(planes, axis=0)
-    for index in range(6):
-        # TEST: centre crop at ((5 - 3) // 2, (7 - 3) // 2), no mirror
-        expected = (planes[index] - mean)[:, 1:4, 2:5] * 0.5
-        np.testing.assert_allclose(source.batch(index)[0][0], expected, rtol=1e-5, atol=1e-4)
+    mirrored = set()
+    for index in range(24):
+        # TEST: the centre crop at ((5 - 3) // 2, (7 - 3) // 2); Caffe mirrors in TEST too
+        expected = (planes[index % 6] - mean)[:, 1:4, 2:5] * 0.5
+        got = source.batch(index)[0][0]
+        flipped = not np.allclose(got, expected, rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(got, expected[:, :, ::-1] if flipped else expected, rtol=1e-5,
+                                   atol=1e-4)
+        mirrored.add(flipped)
+    assert mirrored == {False, True}
 
 
 def test_transformer_random_crop_mirror_and_mean_values_in_train(cli, images):

@@ -1,8 +1,9 @@
 """SSD's `AnnotatedData` layer (dialect (SSD): images and their boxes from an LMDB of
 AnnotatedDatum records).
 
-A data layer: its tops are graph inputs. Checked; reading its database is the data path's.
-Tested by `tests/test_rules.py` (test_rule[AnnotatedData]), and in `tests/test_forks.py`.
+A data layer: its tops are graph inputs, fed in training by netdef/training/annotated.py
+(the fork's augmentation and label layout). Tested by `tests/test_rules.py`
+(test_rule[AnnotatedData]), `tests/test_forks.py` and `tests/test_annotated.py`.
 """
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ class AnnotatedData(DataRule):
         yield from batch_issues(layer.data_param.batch_size, ("data_param",))
 
     def data_source(self, layer, ctx):
-        from netdef.training.data import data_error
-        raise data_error("netdef does not read AnnotatedData databases yet", ctx.net_path, layer)
+        from netdef.training.annotated import AnnotatedRecords
+        return AnnotatedRecords(layer, ctx)
 
     def input_shapes(self, layer):
         resize = layer.transform_param.resize_param

@@ -156,8 +156,9 @@ def read_label(path: str) -> np.ndarray:
 
 @dataclass
 class Transform:
-    """Caffe's DataTransformer: crop (random in TRAIN, centred in TEST), mirror (TRAIN),
-    subtract the mean (a C x H x W blob or per-channel values), then scale."""
+    """Caffe's DataTransformer: crop (random in TRAIN, centred in TEST), mirror (at random,
+    in both phases, as Caffe does), subtract the mean (a C x H x W blob or per-channel
+    values), then scale."""
 
     scale: float = 1.0
     mirror: bool = False
@@ -198,7 +199,7 @@ class Transform:
             if len(values) not in (1, channels):
                 raise data_error(f"{len(values)} mean_value values for {channels} channels")
             data = data - values.reshape(-1, 1, 1)
-        if self.mirror and self.train and rng.integers(2):
+        if self.mirror and rng.integers(2):  # in either phase, as Caffe's transformer does
             data = data[:, :, ::-1]
         return np.ascontiguousarray(data * self.scale, dtype=np.float32)
 

@@ -127,13 +127,23 @@ def datum_image(raw: bytes, force_color: bool = False, force_gray: bool = False)
     """A record as (H x W x C image, label): uint8 BGR from pixels or an encoded file
     (decoded as it is stored unless forced to colour or grey, as Caffe's transformer
     does), float32 from float_data."""
-    datum = pb.Datum()
+    datum = parse_record(pb.Datum, raw)
+    return datum_array(datum, force_color, force_gray), datum.label
+
+
+def parse_record(message_type, raw: bytes):
+    message = message_type()
     try:
-        datum.ParseFromString(raw)
+        message.ParseFromString(raw)
     except Exception as exc:  # protobuf's DecodeError and kin: a damaged record
-        raise DataError(f"a record is not a Datum: {exc}") from None
+        raise DataError(f"a record is not a {message_type.__name__}: {exc}") from None
+    return message
+
+
+def datum_array(datum, force_color: bool = False, force_gray: bool = False) -> np.ndarray:
+    """A Datum's image, H x W x C: uint8 BGR, or float32 from float_data."""
     if datum.encoded:
-        return _decoded(datum.data, force_color, force_gray), datum.label
+        return _decoded(datum.data, force_color, force_gray)
     shape = (datum.channels, datum.height, datum.width)
     if datum.data:
         values = np.frombuffer(datum.data, np.uint8)
@@ -141,7 +151,7 @@ def datum_image(raw: bytes, force_color: bool = False, force_gray: bool = False)
         values = np.asarray(datum.float_data, np.float32)
     if min(shape) < 1 or values.size != shape[0] * shape[1] * shape[2]:
         raise DataError(f"a Datum of {'x'.join(map(str, shape))} holds {values.size} values")
-    return values.reshape(shape).transpose(1, 2, 0), datum.label
+    return values.reshape(shape).transpose(1, 2, 0)
 
 
 def image_datum(image: np.ndarray, label: int) -> pb.Datum:
