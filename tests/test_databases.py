@@ -319,3 +319,11 @@ def test_two_gloo_processes_read_disjoint_records(cli, tmp_path, monkeypatch):
     assert alone.returncode == 0, alone.stderr
     single = load_file("alone/snap_iter_4.safetensors")  # one rank at batch 2: other records
     assert max(np.abs(single[key] - one[key]).max() for key in one) > 1e-3
+
+
+def test_missing_plyvel_is_named(images, monkeypatch):
+    folder, _ = images
+    (folder / "db").mkdir()
+    monkeypatch.setitem(__import__("sys").modules, "plyvel", None)  # as if it could not install
+    with pytest.raises(DataError, match=r"needs the `plyvel` package: pip install plyvel"):
+        Database(str(folder / "db"), "leveldb")
