@@ -15,6 +15,7 @@ from pathlib import Path
 from torch import fx
 
 from .safetensors_io import write_safetensors
+from .weights import OPTIMIZED
 
 HEADER = '''"""A Caffe net compiled by `netdef compile`.
 
@@ -29,6 +30,7 @@ NET = {title}
 LAYERS = (
 {layers})
 INPUT_NAMES = {input_names}  # Caffe blob name -> forward() argument, where they differ
+CHANNELS_LAST = {channels_last}  # optimized: 4-D weights and images in channels_last
 
 
 class {name}(nn.Module):
@@ -38,7 +40,11 @@ class {name}(nn.Module):
 
     def __call__(self, *args, **blobs):
         """forward(**blobs) by Caffe blob name, identifier or not ('im-data')."""
-        return super().__call__(*args, **{{INPUT_NAMES.get(k, k): v for k, v in blobs.items()}})
+        blobs = {{INPUT_NAMES.get(k, k): v for k, v in blobs.items()}}
+        if CHANNELS_LAST:
+            blobs = {{k: v.contiguous(memory_format=torch.channels_last)
+                     if v.dim() == 4 and v.is_floating_point() else v for k, v in blobs.items()}}
+        return super().__call__(*args, **blobs)
 {forward}
 
 def load(weights=None, device="cpu"):
@@ -50,6 +56,8 @@ def load(weights=None, device="cpu"):
     model = {name}()
     path = Path(weights) if weights else Path(__file__).with_name("weights.safetensors")
     model.load_state_dict(load_file(str(path)))
+    if CHANNELS_LAST:
+        model = model.to(memory_format=torch.channels_last)
     return model.to(device).eval()
 '''
 
@@ -74,6 +82,7 @@ def model_source(module: fx.GraphModule, source: str, title: str) -> str:
     return HEADER.format(source=literal(source), title=literal(title), layers="".join(layers),
                          input_names=literal(getattr(module, "caffe_input_names", {})),
                          runtime_import="".join(f"import {name}\n" for name in netdef_modules),
+                         channels_last=bool(getattr(module, "caffe_channels_last", False)),
                          name=type(module).__name__, constructors="\n".join(constructors) or
                          "        pass", forward=forward)
 
@@ -118,10 +127,12 @@ def check_imports(folder: Path) -> str | None:
 
 
 def compile_net(source, out_dir, *, weights=None, inputs=None, phase="TEST", fmt="fx",
-                on_load=None, literal_crops: bool = False, **surgery) -> list[str]:
+                on_load=None, literal_crops: bool = False, optimize: bool | None = None,
+                **surgery) -> list[str]:
     """Write model.py, weights.safetensors, report.json, graph.svg (and model.pt2, model.onnx or
     model_aoti.pt2, see EXPORTS) from one checked net; returns the files written. `surgery`
-    goes to binding (see bind.build_module); `on_load` sees the module."""
+    goes to binding (see bind.build_module); `on_load` sees the module. `optimize` (default:
+    in the TEST phase) runs the inference passes; weights they rewrote carry OPTIMIZED."""
     from netdef.errors import LoweringError, UsageError
 
     from .analysis import build_report, checked_net
@@ -136,7 +147,8 @@ def compile_net(source, out_dir, *, weights=None, inputs=None, phase="TEST", fmt
             raise UsageError("--format onnx needs the onnx and onnxscript packages "
                              "(pip install 'netdef[onnx]')") from None
     net = checked_net(source, phase=phase, inputs=inputs, solve_crops=not literal_crops)
-    module = build_module(net, weights, **surgery)
+    optimize = phase.upper() == "TEST" if optimize is None else optimize
+    module = build_module(net, weights, optimize=optimize, **surgery)
     if on_load is not None:
         on_load(module)
     report = build_report(net, net.warnings)
@@ -149,7 +161,9 @@ def compile_net(source, out_dir, *, weights=None, inputs=None, phase="TEST", fmt
     if failure is not None:
         raise LoweringError(f"{out / 'model.py'}: the generated file does not import "
                             f"({failure}); this is a bug in netdef, please report it")
-    write_safetensors(out / "weights.safetensors", module.state_dict())
+    rewritten = getattr(module, "caffe_weights_rewritten", False)
+    write_safetensors(out / "weights.safetensors", module.state_dict(),
+                      metadata=OPTIMIZED if rewritten else None)
     (out / "report.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
     written += ["model.py", "weights.safetensors", "report.json"]
     try:

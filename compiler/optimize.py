@@ -32,7 +32,9 @@ def optimize(module: fx.GraphModule) -> fx.GraphModule:
     if module.training:
         raise ValueError("optimize() is for TEST-phase (eval mode) modules")
     remove_identities(module)
-    fold_channel_affines(module)
+    # folded weights are no longer Caffe's blobs: `compile` marks its weights file so
+    # (weights.OPTIMIZED), and nothing binds it to a faithful module by mistake
+    module.caffe_weights_rewritten = fold_channel_affines(module) > 0
     module.graph.eliminate_dead_code()
     module.graph.lint()
     module.recompile()
@@ -74,7 +76,9 @@ def _is_identity(layer: nn.Module) -> bool:
 
 
 # ------------------------------------------------------------------ affine chains
-def fold_channel_affines(module: fx.GraphModule) -> None:
+def fold_channel_affines(module: fx.GraphModule) -> int:
+    """Returns how many affine layers were folded or merged away."""
+    rewritten = 0
     for node in list(module.graph.nodes):  # a fold or merge only ever erases `node` itself
         affine = _affine_of(module, node)
         if affine is None:
@@ -85,9 +89,12 @@ def fold_channel_affines(module: fx.GraphModule) -> None:
             _record_bias(module, source.target)
             node.replace_all_uses_with(source)
             module.graph.erase_node(node)
+            rewritten += 1
         elif source.op == "call_module" and len(source.users) == 1 and \
                 _affine_of(module, source) is not None:
             _merge_into(module, source, node, affine)
+            rewritten += 1
+    return rewritten
 
 
 def _affine_of(module: fx.GraphModule, node: fx.Node):

@@ -16,9 +16,10 @@ from .progress import byte_progress
 FileSpan = tuple  # (source file descriptor, offset, bytes)
 
 
-def write_safetensors(path, tensors: dict, spans: dict[str, FileSpan] | None = None) -> None:
+def write_safetensors(path, tensors: dict, spans: dict[str, FileSpan] | None = None,
+                      metadata: dict[str, str] | None = None) -> None:
     spans = spans or {}
-    header, offset, pieces = {}, 0, []
+    header, offset, pieces = ({"__metadata__": metadata} if metadata else {}), 0, []
     for name, value in tensors.items():
         array = value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
         nbytes = array.size * 4

@@ -159,19 +159,30 @@ def read_caffemodel(path: str | os.PathLike) -> list[CaffeLayer]:
     return layers
 
 
+# The mark `compile` puts on weights its optimisation rewrote (safetensors metadata)
+OPTIMIZED = {"netdef": "optimized: folded for the compiled model.py only"}
+
+
 def read_weights(path: str | os.PathLike) -> list[CaffeLayer]:
     """A .caffemodel, or a .safetensors file keyed `layer.blob` (`layer@k.blob` for the k-th
     layer of a repeated name), as `netdef convert` and training snapshots write them, or keyed
     `module.tensor` (`conv1.weight`), as `netdef compile` and `convert --net` write them."""
     if not _is_safetensors(path):
         return read_caffemodel(path)
-    from safetensors import SafetensorError
+    from safetensors import SafetensorError, safe_open
     from safetensors.numpy import load_file
 
     try:
         tensors = load_file(os.fspath(path))
+        with safe_open(os.fspath(path), "np") as handle:
+            metadata = handle.metadata() or {}
     except (SafetensorError, OSError, ValueError) as exc:
         raise _error(os.fspath(path), f"not a readable safetensors file: {exc}") from None
+    if metadata.get("netdef") == OPTIMIZED["netdef"]:
+        raise _error(os.fspath(path), "written by `netdef compile` with its inference passes "
+                     "(BatchNorm and Scale folded into the convolutions): it fits only the "
+                     "model.py beside it; compile with --no-optimize for weights that load, "
+                     "run, convert and train can bind")
     by_blob: dict[str, CaffeLayer] = {}
     by_module: dict[str, CaffeLayer] = {}
     for key, array in tensors.items():

@@ -99,8 +99,8 @@ def load(prototxt, weights=None, *, phase: str = "TEST", inputs=None, device="cp
 
 
 def fast(module, *, bf16=None):
-    """A compiled, inference-only version of a loaded net (see netdef.fast)."""
-    from .fast import fast as _fast
+    """A compiled, inference-only version of a loaded net (see netdef/fastpath.py)."""
+    from .fastpath import fast as _fast
 
     return _fast(module, bf16=bf16)
 

@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="also export torch.export (pt2), ONNX, or an AOTInductor "
                                "package (aoti: compiled kernels; minutes for a big net); "
                                "all with a dynamic batch")
+    compile_.add_argument("--no-optimize", action="store_true",
+                          help="keep the faithful module: no BatchNorm/Scale folding, weights "
+                               "that netdef.load, run and train can bind")
     _surgery_arguments(compile_)
 
     run = commands.add_parser("run", help="run a net on .npy arrays or images; write the outputs "
@@ -380,6 +383,7 @@ def cmd_compile(args) -> int:
 
     written = compile_net(args.net, args.output, weights=args.weights, inputs=dict(args.input),
                           phase=args.phase, fmt=args.format, on_load=_report_binding,
+                          optimize=args.phase == "TEST" and not args.no_optimize,
                           **_surgery(args))  # carries --literal-crops
     print(f"{args.net}: compiled to {args.output}/: " + ", ".join(written))
     return 0
@@ -446,7 +450,7 @@ def _fast_package(args, build, feeds):
     """run --fast: the net's AOTInductor package from the cache, compiled on the first run."""
     import time
 
-    from .fast import file_identity, packaged
+    from .fastpath import file_identity, packaged
 
     identity = {"net": file_identity(args.net), "weights": file_identity(args.weights),
                 "phase": args.phase, "optimize": not args.no_optimize, "device": args.device,

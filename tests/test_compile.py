@@ -33,9 +33,13 @@ def zoo(tmp_path_factory):
     return weights
 
 
-def test_model_py_reproduces_load_exactly(cli, tmp_path, zoo):
+@pytest.mark.parametrize("optimized", [True, False])
+def test_model_py_reproduces_load_exactly(cli, tmp_path, zoo, optimized):
+    """compile optimizes by default (load(optimize=True), exactly); --no-optimize writes the
+    faithful module (load(), exactly). Both agree with the faithful module."""
     out = tmp_path / "compiled"
-    code, text, _ = cli("compile", ZOO, "--weights", zoo, "-o", out)
+    code, text, _ = cli("compile", ZOO, "--weights", zoo, "-o", out,
+                        *([] if optimized else ["--no-optimize"]))
     assert code == 0 and "model.py" in text
     x = np.random.default_rng(0).standard_normal((2, 4, 9, 11)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
@@ -43,10 +47,14 @@ def test_model_py_reproduces_load_exactly(cli, tmp_path, zoo):
                     str(tmp_path / "y.npz")], check=True, cwd=tmp_path)
     theirs = np.load(tmp_path / "y.npz")
     with torch.no_grad():
-        ours = netdef.load(ZOO, zoo)(data=torch.from_numpy(x))
+        ours = netdef.load(ZOO, zoo, optimize=optimized)(data=torch.from_numpy(x))
+        faithful = netdef.load(ZOO, zoo)(data=torch.from_numpy(x))
     assert sorted(theirs.files) == sorted(ours)
     for name, value in ours.items():
         assert np.array_equal(theirs[name], value.numpy()), name
+        scale = np.abs(faithful[name].numpy()).max()
+        np.testing.assert_allclose(theirs[name], faithful[name].numpy(), rtol=0,
+                                   atol=1e-5 * scale, err_msg=name)
     report = json.loads((out / "report.json").read_text())
     assert report["name"] == "zoo" and {"name", "shape", "producer", "rf"} <= set(report["blobs"][0])
     source = (out / "model.py").read_text()
@@ -137,3 +145,23 @@ def test_aoti_package_runs_any_batch(cli, tmp_path):
     for batch in (1, 4):
         x = torch.randn(batch, 3, 16, 16)
         assert torch.allclose(package(data=x)["p"], reference(data=x)["p"], atol=1e-5)
+
+
+def test_folded_weights_never_bind_to_the_faithful_module(cli, tmp_path, zoo):
+    """Optimized weights (BatchNorm and Scale folded into convolutions) fit only their
+    model.py: load, run and convert refuse them by name; --no-optimize weights bind."""
+    code, _, _ = cli("compile", ZOO, "--weights", zoo, "-o", tmp_path / "fast")
+    assert code == 0
+    folded = tmp_path / "fast" / "weights.safetensors"
+    with pytest.raises(netdef.WeightError, match="compile with --no-optimize"):
+        netdef.load(ZOO, folded)
+    code, _, err = cli("convert", folded, "--net", ZOO, "-o", tmp_path / "w.caffemodel")
+    assert code == 1 and "fits only the model.py beside it" in err
+    code, _, _ = cli("compile", ZOO, "--weights", zoo, "-o", tmp_path / "plain", "--no-optimize")
+    assert code == 0
+    x = torch.from_numpy(np.random.default_rng(1).standard_normal((2, 4, 9, 11)).astype(np.float32))
+    with torch.no_grad():
+        again = netdef.load(ZOO, tmp_path / "plain" / "weights.safetensors")(data=x)
+        original = netdef.load(ZOO, zoo)(data=x)
+    for name, value in original.items():
+        assert torch.equal(again[name], value), name

@@ -76,3 +76,12 @@ def test_run_fast_compiles_once_and_reuses_the_package(tmp_path, monkeypatch, cl
     code, _, err = cli(*common, "--fast", "--out", tmp_path / "other.npz")
     assert code == 0 and "fast: compiled" in err
     assert len(list((tmp_path / "cache" / "compiled").glob("*/model_aoti.pt2"))) == 2
+
+
+def test_fast_can_be_called_again():
+    """netdef.fast stays the function after its module is imported (it once shadowed it)."""
+    import netdef.fastpath  # noqa: F401
+
+    assert callable(netdef.fast)
+    model = netdef.load(NET)
+    assert netdef.fast(model) is not None and callable(netdef.fast)

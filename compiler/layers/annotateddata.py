@@ -20,8 +20,8 @@ class AnnotatedData(DataRule):
         yield from batch_issues(layer.data_param.batch_size, ("data_param",))
 
     def data_source(self, layer, ctx):
-        from netdef.training.annotated import AnnotatedRecords
-        return AnnotatedRecords(layer, ctx)
+        from netdef.training.data import annotated_records
+        return annotated_records(layer, ctx)
 
     def input_shapes(self, layer):
         resize = layer.transform_param.resize_param

@@ -511,3 +511,11 @@ def _mean_image(path: str, ctx) -> np.ndarray:
         raise data_error(f"the mean_file {path} is not a mean image: {exc}", ctx.net_path) \
             from None
     return np.asarray(blob, np.float32).reshape(blob.shape[-3:])
+
+
+def annotated_records(layer, ctx: SourceContext) -> Source:
+    """SSD's AnnotatedData source (annotated.py), reached through this module as every data
+    layer's source is."""
+    from .annotated import AnnotatedRecords
+
+    return AnnotatedRecords(layer, ctx)
