@@ -92,6 +92,15 @@ def fcn8s_page(tmp_path_factory):
     return path
 
 
+def every_net() -> list:
+    return corpus_files() + sorted((ROOT.parent / "shared" / "corpus-forks").rglob("*.prototxt")) \
+        + sorted((ROOT / "models").glob("*.prototxt"))
+
+
+def page_data(path) -> dict:
+    return json.loads(re.search(r'id="netdef-data">(.*?)</script>', path.read_text()).group(1))
+
+
 def field(size, stride, offset, unit, limit):
     """[from, to) of a unit's field along one axis, clipped to [0, limit]: the hand formula."""
     centre = offset + unit * stride
@@ -301,15 +310,6 @@ def test_script_json_cannot_close_its_element():
     assert json.loads(text) == {"name": "</script><!-- & -->"}
 
 
-def every_net() -> list:
-    return corpus_files() + sorted((ROOT.parent / "shared" / "corpus-forks").rglob("*.prototxt")) \
-        + sorted((ROOT / "models").glob("*.prototxt"))
-
-
-def page_data(path) -> dict:
-    return json.loads(re.search(r'id="netdef-data">(.*?)</script>', path.read_text()).group(1))
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("phase", ["TEST", "TRAIN"])
 def test_every_corpus_and_flagship_net_gets_a_page(tmp_path, phase):
@@ -323,18 +323,18 @@ def test_every_corpus_and_flagship_net_gets_a_page(tmp_path, phase):
 
 
 @pytest.mark.slow
-def test_every_corpus_page_opens_with_every_node_clickable(browser, tmp_path):
-    """Each page loads without an error or a request, and every layer and blob the data
-    names is a node of the drawing; clicking each kind opens its panel."""
-    for number, path in enumerate(every_net()):
-        out = tmp_path / f"{number}.html"
-        write_view(str(path), str(out))
-        opened = Opened(browser, out)
-        data = opened.data()
-        drawn = set(opened.page.eval_on_selector_all("#graph g.node", "nodes => nodes.map(n => n.id)"))
-        assert {layer["node"] for layer in data["layers"].values()} | set(data["blobs"]) <= drawn, path
-        blob = data["blobs"][next(iter(data["blobs"]))]["name"]
-        opened.click_node(blob, "blobs")
-        assert opened.page.text_content("#panel h2") == blob, path
-        assert opened.clean(), (path, opened.errors)
-        opened.page.close()
+@pytest.mark.parametrize("path", every_net(), ids=lambda path: f"{path.parent.name}/{path.name}")
+def test_every_corpus_page_opens_with_every_node_clickable(browser, tmp_path, path):
+    """The page loads without an error or a request, every layer and blob the data names
+    is a node of the drawing, and clicking a blob opens its panel."""
+    out = tmp_path / "page.html"
+    write_view(str(path), str(out))
+    opened = Opened(browser, out)
+    data = opened.data()
+    drawn = set(opened.page.eval_on_selector_all("#graph g.node", "nodes => nodes.map(n => n.id)"))
+    assert {layer["node"] for layer in data["layers"].values()} | set(data["blobs"]) <= drawn
+    blob = data["blobs"][next(iter(data["blobs"]))]["name"]
+    opened.click_node(blob, "blobs")
+    assert opened.page.text_content("#panel h2") == blob
+    assert opened.clean(), opened.errors
+    opened.page.close()
