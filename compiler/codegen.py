@@ -34,7 +34,8 @@ CHANNELS_LAST = {channels_last}  # optimized: 4-D weights and images in channels
 
 
 class {name}(nn.Module):
-    def __init__(self):
+    def __init__(self, device=None):
+        """device="meta": the learned layers get no initial values (load() assigns the file's)."""
         super().__init__()
 {constructors}
 
@@ -53,13 +54,18 @@ def load(weights=None, device="cpu"):
 
     from safetensors.torch import load_file
 
-    model = {name}()
+    model = {name}(device="meta")  # no time spent initialising what the file replaces
     path = Path(weights) if weights else Path(__file__).with_name("weights.safetensors")
-    model.load_state_dict(load_file(str(path)))
+    model.load_state_dict(load_file(str(path), device=str(device)), assign=True)
     if CHANNELS_LAST:
         model = model.to(memory_format=torch.channels_last)
     return model.to(device).eval()
 '''
+
+
+# torch.nn layers with learned tensors, built with device= so load() can skip their
+# initialisation (the other modules hold nothing the file gives, or are cheap)
+TAKES_DEVICE = ("torch.nn.Conv", "torch.nn.ConvTranspose", "torch.nn.PReLU")
 
 
 def model_source(module: fx.GraphModule, source: str, title: str) -> str:
@@ -72,6 +78,8 @@ def model_source(module: fx.GraphModule, source: str, title: str) -> str:
             continue
         spec = module.caffe_specs[node.target]
         arguments = ", ".join(f"{key}={literal(value)}" for key, value in spec.kwargs.items())
+        if spec.factory.startswith(TAKES_DEVICE):
+            arguments += ", device=device" if arguments else "device=device"
         constructors.append(f"        self.{node.target} = {spec.factory}({arguments})")
         entry = (node.meta["caffe_layer"], node.meta["caffe_type"], node.meta["caffe_line"],
                  node.target)

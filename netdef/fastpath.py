@@ -87,12 +87,31 @@ def packaged(build, inputs: dict, identity: dict):
         (staging / "input_names.json").write_text(json.dumps(
             dict(getattr(module, "caffe_input_names", {}))))
         os.replace(staging, folder) if not folder.exists() else shutil.rmtree(staging)
-    runner = torch._inductor.aoti_load_package(str(path))
+    runner = load_package(path)
     renames = json.loads(names.read_text())  # Caffe name -> forward argument
 
     def run(**blobs):
         return dict(runner(**{renames.get(name, name): value for name, value in blobs.items()}))
     return run, hit, path
+
+
+def load_package(path):
+    """An AOTInductor package as a callable taking the exported forward's keyword arguments.
+    torch's C++ loader directly: `torch._inductor.aoti_load_package` first imports the
+    compiler, about 2 s of the 3 s FCN-8s took to start (bench/bench_start.py)."""
+    import torch.utils._pytree as pytree
+
+    loader_type = getattr(torch._C._aoti, "AOTIModelPackageLoader", None)
+    if loader_type is None:  # an older torch: its own loader
+        return torch._inductor.aoti_load_package(str(path))
+    loader = loader_type(str(path), "model", False, 1, -1)
+    inputs, outputs = (pytree.treespec_loads(spec) for spec in loader.get_call_spec())
+    names = inputs.child(1).context  # the spec of (args, kwargs): forward takes kwargs only
+
+    def run(**blobs):
+        return dict(pytree.tree_unflatten(loader.boxed_run([blobs[name] for name in names]),
+                                          outputs))
+    return run
 
 
 def file_identity(path) -> dict | None:
