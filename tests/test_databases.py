@@ -327,3 +327,11 @@ def test_missing_plyvel_is_named(images, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "plyvel", None)  # as if it could not install
     with pytest.raises(DataError, match=r"needs the `plyvel` package: pip install plyvel"):
         Database(str(folder / "db"), "leveldb")
+
+
+def test_a_failed_conversion_leaves_no_database(cli, images):
+    folder, _ = images
+    code, _, err = cli("convert-imageset", folder, folder / "list.txt", folder / "db",
+                       "--encoded", "--encode_type", "tga2")
+    assert code == 1 and "cannot encode images as 'tga2'" in err
+    assert not (folder / "db").exists()  # a rerun is not told that the database exists

@@ -87,7 +87,7 @@ class Writer:
             raise DataError(f"unknown backend {backend!r}: use lmdb or leveldb")
         if os.path.exists(path):
             raise DataError(f"{path} exists; Caffe's tools write a new database")
-        self.backend, self.pending = backend, []
+        self.path, self.backend, self.pending = path, backend, []
         if backend == "lmdb":
             lmdb = _module("lmdb", "lmdb")
             self._lmdb = lmdb
@@ -121,6 +121,13 @@ class Writer:
     def close(self) -> None:
         self.commit()
         (self._env if self.backend == "lmdb" else self._db).close()
+
+    def discard(self) -> None:
+        """Close and delete the database (it is new: this writer created it)."""
+        import shutil
+
+        (self._env if self.backend == "lmdb" else self._db).close()
+        shutil.rmtree(self.path, ignore_errors=True)
 
 
 def datum_image(raw: bytes, force_color: bool = False, force_gray: bool = False):
@@ -207,8 +214,10 @@ def convert_imageset(root: str, listing: str, output: str, *, resize: tuple = (0
                 written += 1
             if progress is not None:
                 progress(1)
-    finally:
-        writer.close()
+    except BaseException:  # an error or Ctrl-C: no half-written database is left behind
+        writer.discard()
+        raise
+    writer.close()
     return written, skipped
 
 
