@@ -1,6 +1,7 @@
 """`compile --format aoti` against optimize=True and OpenCV 4.12 on some of the zoo (the AOT
 compile takes minutes per big net on two cores), 2 threads each, interleaved in one process;
-also the package's compile and load times.
+also the package's compile and load times. `compile` optimizes by default, so the package is
+the optimized module's (BatchNorm folded, channels_last), loaded as `run --fast` loads it.
 
 Run: python bench/bench_aoti.py [--nets nsfw,MobileNet,...] [--rounds N]
 """
@@ -21,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_zoo import geomean, medians, runners, zoo  # noqa: E402
 
 from netdef.compiler.codegen import compile_net  # noqa: E402
+from netdef.fastpath import load_package  # noqa: E402
 
 
 def main() -> None:
@@ -44,7 +46,7 @@ def main() -> None:
             compile_net(prototxt, Path(tmp) / name, weights=weights, fmt="aoti")
             compiled = time.perf_counter() - start
             start = time.perf_counter()
-            package = torch._inductor.aoti_load_package(str(Path(tmp) / name / "model_aoti.pt2"))
+            package = load_package(Path(tmp) / name / "model_aoti.pt2")
             loaded = time.perf_counter() - start
             optimized = netdef.load(prototxt, weights, optimize=True)
             med = medians(runners(prototxt, weights, shape, optimized=optimized, aoti=package),

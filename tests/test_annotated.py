@@ -185,3 +185,16 @@ def test_ssd_train_file_trains_and_its_loss_falls(tmp_path, monkeypatch):
     trainer = make_trainer(str(tmp_path / "solver.prototxt"), log=False, progress=False)
     losses = [trainer.step() for _ in range(6)]
     assert all(np.isfinite(losses)) and np.mean(losses[-2:]) < 0.8 * losses[0], losses
+
+
+def test_records_without_an_annotation_type_give_their_datums_labels(tmp_path, monkeypatch):
+    """The fork: no AnnotationType on the records (nor anno_type on the layer) means the
+    datum's label is the label, one per item."""
+    with lmdb.open(str(tmp_path / "db"), map_size=1 << 24) as env, env.begin(write=True) as txn:
+        for index in range(3):
+            image = np.full((6, 8, 3), index, np.uint8)
+            record = pb.AnnotatedDatum(datum=image_datum(image, 10 + index))
+            txn.put(f"{index:08d}".encode(), record.SerializeToString())
+    monkeypatch.chdir(tmp_path)
+    data, label = source(tmp_path, batch=3).batch(0)
+    assert label.tolist() == [10, 11, 12] and data[:, 0, 0, 0].tolist() == [0, 1, 2]

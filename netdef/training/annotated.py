@@ -56,6 +56,10 @@ class AnnotatedRecords(ItemSource):
         self.fill = np.asarray(transform.mean_value, np.float64)
         self.force = (transform.force_color, transform.force_gray)
         self.batch_size, self.tops = param.batch_size, len(layer.top)
+        first = parse_record(pb.AnnotatedDatum, self.database.record(0))
+        # as the fork decides: boxes when the records (or the layer) name an annotation type,
+        # else each datum's own label, one per item, as a Data layer gives it
+        self.boxes = first.HasField("type") or layer.annotated_data_param.HasField("anno_type")
 
     def __len__(self):
         return len(self.database)
@@ -63,6 +67,8 @@ class AnnotatedRecords(ItemSource):
     def batch(self, index: int) -> list[np.ndarray]:
         items = [self._item_at(index * self.batch_size + j) for j in range(self.batch_size)]
         images = np.stack([image for image, _ in items])
+        if not self.boxes:
+            return [images, np.asarray([label for _, label in items], np.float32)][:self.tops]
         rows = [[item, *row] for item, (_, boxes) in enumerate(items) for row in boxes]
         label = np.asarray(rows or [[-1] * 8], np.float32).reshape(1, 1, -1, 8)
         return [images, label][:self.tops]
@@ -82,7 +88,8 @@ class AnnotatedRecords(ItemSource):
             image, boxes = self.sample(image, boxes, rng)
         if self.resize is not None:
             image = resized(image, self.resize, self.interpolations[rng.integers(len(self.interpolations))])
-        return self.finish(image, boxes, rng)
+        image, boxes = self.finish(image, boxes, rng)
+        return image, boxes if self.boxes else record.datum.label
 
     def expand(self, image, boxes, rng):
         """The fork's ExpandImage: with probability `prob`, the image at a random place on a
