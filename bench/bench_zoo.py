@@ -105,6 +105,19 @@ def runners(prototxt, weights, shape, **modules) -> dict:
     return {**{kind: ours(module) for kind, module in modules.items()}, "opencv": opencv}
 
 
+def cpu_kind() -> str:
+    """The CPU's model and whether it has AVX-512: the quiet ratios depend on it (oneDNN
+    gains more from it than OpenCV does)."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            info = handle.read()
+    except OSError:
+        return "CPU unknown"
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines()
+                  if line.startswith("model name")), "CPU unknown")
+    return f"{model}, {'with' if 'avx512f' in info else 'without'} AVX-512"
+
+
 def geomean(values) -> float:
     values = list(values)
     return math.exp(statistics.mean(math.log(v) for v in values))
@@ -121,9 +134,10 @@ def main() -> None:
     torch.set_num_threads(2)
     cv2.setNumThreads(2)
     wanted = [name for name in args.nets.split(",") if name]
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
-          f"{torch.__version__}, OpenCV {cv2.__version__}, 2 threads each; quiet {args.rounds} "
-          f"rounds, busy (two spinning processes) {args.busy_rounds} rounds; medians in ms")
+    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {cpu_kind()}, "
+          f"torch {torch.__version__}, OpenCV {cv2.__version__}, 2 threads each; quiet "
+          f"{args.rounds} rounds, busy (two spinning processes) {args.busy_rounds} rounds; "
+          "medians in ms")
     print("| net | faithful | optimized | OpenCV | faithful / OpenCV | optimized / OpenCV | "
           "busy: optimized | busy: OpenCV | busy optimized / OpenCV | slowdown optimized | "
           "slowdown OpenCV |")
