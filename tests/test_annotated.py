@@ -198,3 +198,17 @@ def test_records_without_an_annotation_type_give_their_datums_labels(tmp_path, m
     monkeypatch.chdir(tmp_path)
     data, label = source(tmp_path, batch=3).batch(0)
     assert label.tolist() == [10, 11, 12] and data[:, 0, 0, 0].tolist() == [0, 1, 2]
+
+
+@pytest.mark.parametrize("transform, samplers, message", [
+    ("expand_param { prob: 1 max_expand_ratio: 1000000 }", "", r"max_expand_ratio 1e\+06 is over"),
+    ("", "batch_sampler { max_trials: 4000000000 }", "max_trials 4000000000 is over"),
+    ("resize_param { height: 10000 width: 10000 }", "", "resize_param 10000 x 10000"),
+])
+def test_numbers_that_would_hang_or_exhaust_memory_are_refused(folder, transform, samplers,
+                                                              message):
+    from netdef.errors import DataError
+
+    with pytest.raises(DataError, match=message) as caught:
+        source(folder, transform, samplers)
+    assert caught.value.problems[0].line == 1  # at the data layer

@@ -31,6 +31,11 @@ from .data import ItemSource, SourceContext, Transform, data_error
 from .databases import Database, backend_name, datum_array, parse_record
 
 UNIT = np.array([0.0, 0.0, 1.0, 1.0])
+# Limits on what a file's numbers may make the reader do per item: SSD uses a ratio of 4,
+# 50 trials and 300 x 300; far beyond these an "augmentation" is a hang or a huge allocation.
+MAX_EXPAND_RATIO = 64
+MAX_TRIALS = 10_000
+MAX_RESIZED_PIXELS = 1 << 26
 Resize = pb.ResizeParameter
 RESAMPLING = {Resize.LINEAR: "BILINEAR", Resize.AREA: "BOX", Resize.NEAREST: "NEAREST",
               Resize.CUBIC: "BICUBIC", Resize.LANCZOS4: "LANCZOS"}
@@ -52,6 +57,8 @@ class AnnotatedRecords(ItemSource):
         self.expansion = transform.expand_param if transform.HasField("expand_param") else None
         self.emit = transform.emit_constraint if transform.HasField("emit_constraint") else None
         self.samplers = list(layer.annotated_data_param.batch_sampler)
+        for problem in _out_of_bounds(self.expansion, self.samplers, self.resize):
+            raise data_error(problem, layer=layer)
         self.transform = Transform.from_param(transform, ctx)
         self.fill = np.asarray(transform.mean_value, np.float64)
         self.force = (transform.force_color, transform.force_gray)
@@ -138,6 +145,17 @@ class AnnotatedRecords(ItemSource):
         if size and self.transform.mean is not None:
             data = data - self.transform.mean[:, top:top + size, left:left + size] * self.transform.scale
         return np.ascontiguousarray(data[:, :, ::-1] if flip else data), annotate(boxes, frame, self.emit, flip)
+
+
+def _out_of_bounds(expansion, samplers, resize):
+    if expansion is not None and expansion.max_expand_ratio > MAX_EXPAND_RATIO:
+        yield (f"expand_param.max_expand_ratio {expansion.max_expand_ratio:g} is over "
+               f"{MAX_EXPAND_RATIO}: a canvas that large is not an augmentation")
+    for sampler in samplers:
+        if sampler.max_trials > MAX_TRIALS:
+            yield f"batch_sampler.max_trials {sampler.max_trials} is over {MAX_TRIALS}"
+    if resize is not None and resize[0] * resize[1] > MAX_RESIZED_PIXELS:
+        yield f"resize_param {resize[0]} x {resize[1]} is over {MAX_RESIZED_PIXELS} pixels"
 
 
 # ------------------------------------------------------------------ boxes
