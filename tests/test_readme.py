@@ -94,6 +94,8 @@ def test_the_wheel_ships_the_example_nets(tmp_path):
     for name in ("fcn8s", "fcn8s_crfrnn", "region_net"):
         assert f"netdef/models/{name}.prototxt" in names
     assert "netdef/compiler/layers/priorbox.py" in names
+    for page in ("view.html", "view.js", "view.css"):  # `netdef view` needs them installed
+        assert f"netdef/page/{page}" in names
 
 
 def test_make_demo_needs_nothing_outside_the_repository():
