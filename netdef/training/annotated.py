@@ -125,6 +125,8 @@ class AnnotatedRecords(ItemSource):
         height, width = image.shape[:2]
         left, top = int(frame[0] * width), int(frame[1] * height)
         crop_w, crop_h = int(frame[2] * width - frame[0] * width), int(frame[3] * height - frame[1] * height)
+        if crop_w < 1 or crop_h < 1:  # narrower than a pixel of this image: keep it whole
+            return image, boxes
         return image[top:top + crop_h, left:left + crop_w], annotate(boxes, frame, self.emit, False)
 
     def finish(self, image, boxes, rng):
@@ -133,6 +135,8 @@ class AnnotatedRecords(ItemSource):
         size = self.transform.crop_size
         flip = self.transform.mirror and bool(rng.integers(2))
         top = left = 0
+        if size > min(height, width):
+            raise DataError(f"crop_size {size} exceeds the image ({height} x {width})")
         if size:
             top, left = (int(rng.integers(height - size + 1)), int(rng.integers(width - size + 1))) \
                 if self.transform.train else ((height - size) // 2, (width - size) // 2)
