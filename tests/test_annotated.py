@@ -217,6 +217,7 @@ def test_numbers_that_would_hang_or_exhaust_memory_are_refused(folder, transform
 def test_a_crop_larger_than_the_image_is_a_data_error(folder):
     from netdef.errors import DataError
 
-    with pytest.raises(DataError, match=r"crop_size 100 exceeds the image \(60 x 80\)") as caught:
+    wanted = r"record .00000000.: crop_size 100 exceeds the image \(60 x 80\)"
+    with pytest.raises(DataError, match=wanted) as caught:
         source(folder, "crop_size: 100")  # batch 0 is read to size the net
     assert caught.value.problems[0].line == 1

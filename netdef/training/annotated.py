@@ -81,6 +81,13 @@ class AnnotatedRecords(ItemSource):
         return [images, label][:self.tops]
 
     def item(self, index, rng):
+        try:
+            return self._augmented(index, rng)
+        except DataError as exc:  # located: the database and the record's key
+            key = self.database.keys[index].decode(errors="replace")
+            raise data_error(f"{self.database.path}: record {key!r}: {exc}") from None
+
+    def _augmented(self, index, rng):
         record = parse_record(pb.AnnotatedDatum, self.database.record(index))
         image = datum_array(record.datum, *self.force)
         boxes = [[group.group_label, note.instance_id, note.bbox.xmin, note.bbox.ymin,
@@ -94,7 +101,8 @@ class AnnotatedRecords(ItemSource):
         if self.samplers:
             image, boxes = self.sample(image, boxes, rng)
         if self.resize is not None:
-            image = resized(image, self.resize, self.interpolations[rng.integers(len(self.interpolations))])
+            interpolation = self.interpolations[rng.integers(len(self.interpolations))]
+            image = resized(image, self.resize, interpolation)
         image, boxes = self.finish(image, boxes, rng)
         return image, boxes if self.boxes else record.datum.label
 
@@ -107,12 +115,14 @@ class AnnotatedRecords(ItemSource):
         ratio = rng.uniform(1, ratio_limit)
         height, width, channels = image.shape
         big_h, big_w = int(height * ratio), int(width * ratio)
-        top, left = np.floor(rng.uniform(0, big_h - height)), np.floor(rng.uniform(0, big_w - width))
+        top = np.floor(rng.uniform(0, big_h - height))
+        left = np.floor(rng.uniform(0, big_w - width))
         fill = self.fill if len(self.fill) == channels else np.zeros(channels)
         canvas = np.empty((big_h, big_w, channels), image.dtype)
         canvas[...] = fill.astype(image.dtype)
         canvas[int(top):int(top) + height, int(left):int(left) + width] = image
-        frame = np.array([-left / width, -top / height, (big_w - left) / width, (big_h - top) / height])
+        frame = np.array([-left / width, -top / height,
+                          (big_w - left) / width, (big_h - top) / height])
         return canvas, annotate(boxes, frame, self.emit, False)
 
     def sample(self, image, boxes, rng):
@@ -124,7 +134,8 @@ class AnnotatedRecords(ItemSource):
         frame = np.clip(kept[rng.integers(len(kept))], 0, 1)
         height, width = image.shape[:2]
         left, top = int(frame[0] * width), int(frame[1] * height)
-        crop_w, crop_h = int(frame[2] * width - frame[0] * width), int(frame[3] * height - frame[1] * height)
+        crop_w = int(frame[2] * width - frame[0] * width)
+        crop_h = int(frame[3] * height - frame[1] * height)
         if crop_w < 1 or crop_h < 1:  # narrower than a pixel of this image: keep it whole
             return image, boxes
         return image[top:top + crop_h, left:left + crop_w], annotate(boxes, frame, self.emit, False)
@@ -138,8 +149,11 @@ class AnnotatedRecords(ItemSource):
         if size > min(height, width):
             raise DataError(f"crop_size {size} exceeds the image ({height} x {width})")
         if size:
-            top, left = (int(rng.integers(height - size + 1)), int(rng.integers(width - size + 1))) \
-                if self.transform.train else ((height - size) // 2, (width - size) // 2)
+            if self.transform.train:
+                top = int(rng.integers(height - size + 1))
+                left = int(rng.integers(width - size + 1))
+            else:
+                top, left = (height - size) // 2, (width - size) // 2
             image = image[top:top + size, left:left + size]
         frame = np.array([left / width, top / height, (left + image.shape[1]) / width,
                           (top + image.shape[0]) / height])
@@ -147,8 +161,10 @@ class AnnotatedRecords(ItemSource):
                           self.transform.mean_values, self.transform.train)
         data = plain(image, rng)
         if size and self.transform.mean is not None:
-            data = data - self.transform.mean[:, top:top + size, left:left + size] * self.transform.scale
-        return np.ascontiguousarray(data[:, :, ::-1] if flip else data), annotate(boxes, frame, self.emit, flip)
+            mean = self.transform.mean[:, top:top + size, left:left + size]
+            data = data - mean * self.transform.scale
+        data = np.ascontiguousarray(data[:, :, ::-1] if flip else data)
+        return data, annotate(boxes, frame, self.emit, flip)
 
 
 def _out_of_bounds(expansion, samplers, resize):
@@ -285,7 +301,8 @@ def _saturation(image, param, rng):
     if rng.uniform() >= param.saturation_prob or image.shape[2] != 3:
         return image
     hsv = bgr_to_hsv(image)
-    hsv[..., 1] = _saturate(hsv[..., 1] * rng.uniform(param.saturation_lower, param.saturation_upper))
+    factor = rng.uniform(param.saturation_lower, param.saturation_upper)
+    hsv[..., 1] = _saturate(hsv[..., 1] * factor)
     return hsv_to_bgr(hsv)
 
 

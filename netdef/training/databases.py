@@ -45,8 +45,9 @@ class Database:
             try:
                 self._db = plyvel.DB(path, create_if_missing=False)
             except plyvel.Error as exc:
-                hint = " (LevelDB lets one process open a database at a time: for --nproc, " \
-                    "write an LMDB with convert-imageset --backend lmdb)" if "lock" in str(exc) else ""
+                hint = (" (LevelDB lets one process open a database at a time: for --nproc, "
+                        "write an LMDB with convert-imageset --backend lmdb)"
+                        if "lock" in str(exc) else "")
                 raise DataError(f"{path}: not a readable LevelDB database: {exc}{hint}") from None
             self.keys = list(self._db.iterator(include_value=False))
         if not self.keys:
@@ -270,7 +271,8 @@ def _image_record(path: str, label: int, resize: tuple, gray: bool, encoded: boo
     if encoded:
         extension = os.path.splitext(path)[1].lstrip(".").lower()
         wanted = (encode_type or extension).lower()
-        if not (height and width) and (extension == wanted or (wanted, extension) == ("jpg", "jpeg")):
+        same = extension == wanted or (wanted, extension) == ("jpg", "jpeg")
+        if same and not (height and width):
             with open(path, "rb") as handle:  # Caffe's matchExt: the file is stored as it is
                 return pb.Datum(data=handle.read(), label=label, encoded=True)
         buffer = io.BytesIO()
