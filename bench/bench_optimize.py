@@ -36,28 +36,32 @@ NSFW = Path(os.environ.get("NETDEF_CACHE", Path.home() / ".cache" / "netdef")) /
 
 
 def seeded_weights(text: str, path: Path) -> None:
-    """Every learned blob, std 1/sqrt(fan-in); BatchNorm statistics as a trained net has them."""
+    """Every learned blob seeded (see seeded_blob), written as a caffemodel."""
     net, _ = check_net(text)
     module = build_module(net, device="meta")
-    rng = np.random.default_rng(0)
+    generator = torch.Generator().manual_seed(0)
     layers = []
     for index, target, names in module.caffe_parameters:
-        blobs = []
-        for name in names:
-            shape = tuple(getattr(module.get_submodule(target), name).shape)
-            if name == "variance":
-                blob = rng.uniform(0.5, 2.0, shape)
-            elif name == "scale_factor":
-                blob = np.ones(shape)
-            elif name in ("mean", "bias"):
-                blob = 0.1 * rng.standard_normal(shape)
-            else:
-                blob = rng.standard_normal(shape) / math.sqrt(max(np.prod(shape[1:]), 1))
-            blobs.append(blob.astype(np.float32))
+        shapes = [tuple(getattr(module.get_submodule(target), name).shape) for name in names]
+        blobs = [seeded_blob(name, shape, generator).numpy() for name, shape in zip(names, shapes)]
         layer = net.layers[index]
         layers.append((layer.name, layer.type, blobs))
     with open(path, "wb") as out:
         write_caffemodel(out, layers)
+
+
+def seeded_blob(name: str, shape: tuple, generator: torch.Generator) -> torch.Tensor:
+    """One learned blob, float32 on the generator's device: std 1/sqrt(fan-in); BatchNorm
+    statistics as a trained net has them, so that nothing folds to a no-op."""
+    device = generator.device
+    if name == "variance":
+        return 0.5 + 1.5 * torch.rand(shape, generator=generator, device=device)
+    if name == "scale_factor":
+        return torch.ones(shape, device=device)
+    if name in ("mean", "bias"):
+        return 0.1 * torch.randn(shape, generator=generator, device=device)
+    fan_in = max(math.prod(shape[1:]), 1)
+    return torch.randn(shape, generator=generator, device=device) / math.sqrt(fan_in)
 
 
 def nets(folder: Path) -> dict:

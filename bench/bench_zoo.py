@@ -35,28 +35,35 @@ KINDS = ("faithful", "optimized", "opencv")
 
 
 def zoo(folder: Path, wanted) -> dict:
-    """name -> (prototxt, weights, input shape)."""
+    """name -> (prototxt, weights, input shape), seeded weights written into `folder`."""
     found = {}
-    if (NSFW / "resnet_50_1by2_nsfw.caffemodel").exists():
-        found["nsfw"] = (NSFW / "deploy.prototxt", NSFW / "resnet_50_1by2_nsfw.caffemodel")
-    texts = {"ResNet-50": resnet_net((3, 4, 6, 3)),
-             "GoogLeNet": inception_net().replace("dim: 10 dim: 3", "dim: 1 dim: 3"),
-             "MobileNet": mobilenet_net(), "SqueezeNet": squeezenet_net(),
-             "AlexNet": (CORPUS / "BVLC+caffe/models/bvlc_alexnet/deploy.prototxt")
-             .read_text().replace("dim: 10", "dim: 1"),
-             "VGG-16": vgg16_net(),
-             "FCN-8s": (CORPUS / "shelhamer+fcn.berkeleyvision.org/voc-fcn8s/deploy.prototxt")
-             .read_text(),
-             "DenseNet-121": densenet_net()}
-    for name, text in texts.items():
-        if wanted and name not in wanted:
+    for name, source in zoo_nets(wanted).items():
+        if isinstance(source, tuple):  # a real net with its own weights
+            found[name] = source
             continue
         path, weights = folder / f"{name}.prototxt", folder / f"{name}.caffemodel"
-        path.write_text(text)
+        path.write_text(source)
         seeded_weights(path, weights)
         found[name] = (path, weights)
-    return {name: (*files, _input_shape(files[0])) for name, files in found.items()
-            if not wanted or name in wanted}
+    return {name: (*files, _input_shape(files[0])) for name, files in found.items()}
+
+
+def zoo_nets(wanted=()) -> dict:
+    """name -> prototxt text, or (prototxt, caffemodel) for nsfw's real net when cached."""
+    nets = {}
+    if (NSFW / "resnet_50_1by2_nsfw.caffemodel").exists():
+        nets["nsfw"] = (NSFW / "deploy.prototxt", NSFW / "resnet_50_1by2_nsfw.caffemodel")
+    nets.update({
+        "ResNet-50": resnet_net((3, 4, 6, 3)),
+        "GoogLeNet": inception_net().replace("dim: 10 dim: 3", "dim: 1 dim: 3"),
+        "MobileNet": mobilenet_net(), "SqueezeNet": squeezenet_net(),
+        "AlexNet": (CORPUS / "BVLC+caffe/models/bvlc_alexnet/deploy.prototxt")
+        .read_text().replace("dim: 10", "dim: 1"),
+        "VGG-16": vgg16_net(),
+        "FCN-8s": (CORPUS / "shelhamer+fcn.berkeleyvision.org/voc-fcn8s/deploy.prototxt")
+        .read_text(),
+        "DenseNet-121": densenet_net()})
+    return {name: net for name, net in nets.items() if not wanted or name in wanted}
 
 
 def _input_shape(prototxt) -> tuple:

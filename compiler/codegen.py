@@ -136,11 +136,13 @@ def check_imports(folder: Path) -> str | None:
 
 def compile_net(source, out_dir, *, weights=None, inputs=None, phase="TEST", fmt="fx",
                 on_load=None, literal_crops: bool = False, optimize: bool | None = None,
-                **surgery) -> list[str]:
+                device="cpu", **surgery) -> list[str]:
     """Write model.py, weights.safetensors, report.json, graph.svg (and model.pt2, model.onnx or
     model_aoti.pt2, see EXPORTS) from one checked net; returns the files written. `surgery`
     goes to binding (see bind.build_module); `on_load` sees the module. `optimize` (default:
-    in the TEST phase) runs the inference passes; weights they rewrote carry OPTIMIZED."""
+    in the TEST phase) runs the inference passes; weights they rewrote carry OPTIMIZED.
+    `device` is where the exported program runs (an aoti package's kernels are compiled for
+    it); model.py and the weights are the same for every device."""
     from netdef.errors import LoweringError, UsageError
 
     from .analysis import build_report, checked_net
@@ -156,7 +158,7 @@ def compile_net(source, out_dir, *, weights=None, inputs=None, phase="TEST", fmt
                              "(pip install 'netdef[onnx]')") from None
     net = checked_net(source, phase=phase, inputs=inputs, solve_crops=not literal_crops)
     optimize = phase.upper() == "TEST" if optimize is None else optimize
-    module = build_module(net, weights, optimize=optimize, **surgery)
+    module = build_module(net, weights, optimize=optimize, device=device, **surgery)
     if on_load is not None:
         on_load(module)
     report = build_report(net, net.warnings)
@@ -203,16 +205,19 @@ def export_program(module, inputs: dict, out: Path, fmt: str) -> str:
     batched = [name for name, shape in shapes.items() if shape[0] == batch]
     dim = Dim("batch", min=1, max=1 << 16)
     dynamic = {name: ({0: dim} if name in batched else None) for name in shapes}
-    # an example batch of 2: torch.export specialises axes of size 1
-    example = {name: torch.zeros((2,) + shape[1:] if name in batched else shape)
+    # examples where the weights are, in their precision (a CUDA or bf16 module traces with
+    # its own kind of input); a batch of 2: torch.export specialises axes of size 1
+    weight = next(module.parameters(), torch.zeros(()))
+    like = {"device": weight.device, "dtype": weight.dtype}
+    example = {name: torch.zeros((2,) + shape[1:] if name in batched else shape, **like)
                for name, shape in shapes.items()}
     try:
         return _export(module, example, dynamic, out, fmt)
     except Exception as exc:  # noqa: BLE001  the net fixes its batch: export it as declared
         print(f"note: {EXPORTS[fmt]} has a fixed batch of {batch} ({type(exc).__name__}: "
               f"{str(exc).splitlines()[0][:160]})", file=sys.stderr)
-        return _export(module, {name: torch.zeros(shape) for name, shape in shapes.items()},
-                       None, out, fmt)
+        return _export(module, {name: torch.zeros(shape, **like) for name, shape in
+                                shapes.items()}, None, out, fmt)
 
 
 def _export(module, example: dict, dynamic, out: Path, fmt: str) -> str:

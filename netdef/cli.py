@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="also export torch.export (pt2), ONNX, or an AOTInductor "
                                "package (aoti: compiled kernels; minutes for a big net); "
                                "all with a dynamic batch")
+    compile_.add_argument("--device", default="cpu",
+                          help="where pt2, onnx and aoti exports run (aoti: cuda compiles "
+                               "CUDA kernels); model.py and the weights serve any device")
     compile_.add_argument("--no-optimize", action="store_true",
                           help="keep the faithful module: no BatchNorm/Scale folding, weights "
                                "that netdef.load, run and train can bind")
@@ -381,8 +384,10 @@ def cmd_draw(args) -> int:
 def cmd_compile(args) -> int:
     from .compiler.codegen import compile_net
 
+    _check_device(args.device)
     written = compile_net(args.net, args.output, weights=args.weights, inputs=dict(args.input),
                           phase=args.phase, fmt=args.format, on_load=_report_binding,
+                          device=args.device,
                           optimize=args.phase == "TEST" and not args.no_optimize,
                           **_surgery(args))  # carries --literal-crops
     print(f"{args.net}: compiled to {args.output}/: " + ", ".join(written))

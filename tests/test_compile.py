@@ -147,6 +147,34 @@ def test_aoti_package_runs_any_batch(cli, tmp_path):
         assert torch.allclose(package(data=x)["p"], reference(data=x)["p"], atol=1e-5)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the error of a machine without CUDA")
+def test_compile_for_a_missing_device_is_a_usage_error(cli, tmp_path):
+    code, _, err = cli("compile", ZOO, "--format", "aoti", "--device", "cuda",
+                       "-o", tmp_path / "out")
+    assert code == 2 and "--device cuda: this machine has no CUDA device" in err, err
+    assert not (tmp_path / "out").exists()  # refused before anything is written
+
+
+def test_pt2_export_traces_with_inputs_in_the_module_precision(tmp_path):
+    """A bf16 module exports with bf16 examples (the device follows its weights the same way)
+    and the program computes what the module does."""
+    from netdef.compiler.codegen import export_program
+
+    text = ('input: "data" input_shape { dim: 1 dim: 3 dim: 8 dim: 8 }\n'
+            'layer { name: "c" type: "Convolution" bottom: "data" top: "c" convolution_param '
+            '{ num_output: 4 kernel_size: 3 weight_filler { type: "gaussian" } } }\n'
+            'layer { name: "r" type: "ReLU" bottom: "c" top: "c" }\n')
+    module = netdef.load(text, dtype=torch.bfloat16, optimize=True)
+    assert export_program(module, {"data": (1, 3, 8, 8)}, tmp_path, "pt2") == "model.pt2"
+    program = torch.export.load(str(tmp_path / "model.pt2")).module()
+    x = torch.randn(3, 3, 8, 8, dtype=torch.bfloat16)
+    with torch.no_grad():
+        expected, got = module(data=x), program(data=x)
+    for name, value in expected.items():
+        assert got[name].dtype == value.dtype
+        torch.testing.assert_close(got[name], value)
+
+
 def test_folded_weights_never_bind_to_the_faithful_module(cli, tmp_path, zoo):
     """Optimized weights (BatchNorm and Scale folded into convolutions) fit only their
     model.py: load, run and convert refuse them by name; --no-optimize weights bind."""

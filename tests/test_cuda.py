@@ -87,3 +87,71 @@ def test_training_on_cuda_follows_cpu(workdir):  # noqa: F811
     gpu = train(solver, device="cuda", log=False).module
     assert gpu.ip.weight.is_cuda
     torch.testing.assert_close(gpu.ip.weight.cpu(), cpu.ip.weight, rtol=1e-3, atol=1e-4)
+
+
+TINY = ('input: "data" input_shape { dim: 1 dim: 3 dim: 16 dim: 16 }\n'
+        'layer { name: "c" type: "Convolution" bottom: "data" top: "c" convolution_param { '
+        'num_output: 4 kernel_size: 3 weight_filler { type: "gaussian" std: 0.3 } '
+        'bias_filler { type: "gaussian" } } }\n'
+        'layer { name: "bn" type: "BatchNorm" bottom: "c" top: "c" }\n'
+        'layer { name: "r" type: "ReLU" bottom: "c" top: "c" }\n')
+
+
+@cuda
+@pytest.mark.slow
+def test_run_fast_on_cuda_matches_eager(tmp_path, monkeypatch, cli):
+    """run --fast --device cuda: the package's kernels are compiled for the GPU (its example
+    inputs live where the weights do) and give the CPU module's numbers."""
+    monkeypatch.setenv("NETDEF_CACHE", str(tmp_path / "cache"))
+    net = tmp_path / "tiny.prototxt"
+    net.write_text(TINY)
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((1, 3, 16, 16), np.float32))
+    common = ["run", net, "--input", f"data={tmp_path / 'x.npy'}"]
+    code, _, err = cli(*common, "--fast", "--device", "cuda", "--out", tmp_path / "fast.npz")
+    assert code == 0 and "fast: compiled" in err, err
+    assert cli(*common, "--out", tmp_path / "cpu.npz")[0] == 0
+    assert np.allclose(np.load(tmp_path / "fast.npz")["c"], np.load(tmp_path / "cpu.npz")["c"],
+                       rtol=2e-3, atol=2e-3)  # cuDNN's TF32
+
+
+@cuda
+@pytest.mark.slow
+def test_compile_aoti_for_cuda_serves_any_batch(tmp_path, cli):
+    from netdef.fastpath import load_package
+
+    net = tmp_path / "tiny.prototxt"
+    net.write_text(TINY)
+    code, _, err = cli("compile", net, "--format", "aoti", "--device", "cuda",
+                       "-o", tmp_path / "out")
+    assert code == 0, err
+    run = load_package(tmp_path / "out" / "model_aoti.pt2")
+    eager = netdef.load(net)
+    for batch in (1, 3):
+        x = torch.rand(batch, 3, 16, 16)
+        out = run(data=x.cuda())["c"]
+        assert out.is_cuda and out.shape == (batch, 4, 14, 14)
+        with torch.no_grad():
+            torch.testing.assert_close(out.cpu(), eager(data=x)["c"], rtol=2e-3, atol=2e-3)
+
+
+@cuda
+def test_optimized_bf16_module_replays_as_a_cuda_graph():
+    """The optimized module has no host synchronisation: it captures as a CUDA graph (as
+    bench/bench_cuda.py times it), and the replay follows new inputs."""
+    model = netdef.load(ROOT / "models" / "fcn8s.prototxt", device="cuda", dtype=torch.bfloat16,
+                        optimize=True, inputs={"data": (1, 3, 64, 64)})
+    static = torch.zeros(1, 3, 64, 64, device="cuda", dtype=torch.bfloat16)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side), torch.no_grad():
+        model(data=static)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.no_grad(), torch.cuda.graph(graph):
+        captured = model(data=static)["score"]
+    x = 50 * torch.randn(1, 3, 64, 64, device="cuda", dtype=torch.bfloat16)
+    static.copy_(x)
+    graph.replay()
+    with torch.no_grad():
+        expected = model(data=x)["score"]
+    assert float((captured - expected).float().norm() / expected.float().norm()) < 1e-2
