@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Everything netdef checks on a lent CUDA machine, in one call (a lease is short): set-up
-# without a network, the CUDA tests, then bench/bench_cuda.py (arguments go to it). Run as
+# without a network, bench/bench_cuda.py (arguments go to it), then the CUDA tests. Run as
 #   bash bench/gpu_session.sh 2>&1 | tee $OUT/session.txt
 # The numbers also go to $OUT/bench-cuda.json; both are committed under bench/results/.
 #
@@ -30,13 +30,13 @@ export NETDEF_CACHE="$PWD/.gpu/cache" PYTHONUNBUFFERED=1
 python3 -c "import sys, torch, google.protobuf as p; print('python', sys.version.split()[0], \
 'torch', torch.__version__, 'protobuf', p.__version__, 'cpus', __import__('os').cpu_count())"
 
-echo "== CUDA tests"
-start=$SECONDS
-timeout "${TEST_LIMIT:-170}" python3 -m pytest -q -p no:cacheprovider -n 6 -rs \
-    tests/test_cuda.py "tests/test_fast.py::test_fast_bf16_on_cuda_is_close"
-echo "(tests: rc $?, $((SECONDS - start)) s)"
-
 echo "== bench/bench_cuda.py"
 start=$SECONDS
-timeout "${BENCH_LIMIT:-330}" python3 bench/bench_cuda.py --json "$OUT/bench-cuda.json" "$@"
+timeout "${BENCH_LIMIT:-300}" python3 bench/bench_cuda.py --json "$OUT/bench-cuda.json" "$@"
 echo "(bench: rc $?, $((SECONDS - start)) s)"
+
+echo "== CUDA tests"
+start=$SECONDS
+timeout "${TEST_LIMIT:-150}" python3 -m pytest -q -p no:cacheprovider -n 6 -rs \
+    tests/test_cuda.py "tests/test_fast.py::test_fast_bf16_on_cuda_is_close"
+echo "(tests: rc $?, $((SECONDS - start)) s)"
