@@ -119,7 +119,9 @@ class Variant:
         self.forward, self._output = forward, output
 
     def output(self) -> torch.Tensor:
-        return self._output if self._output is not None else self.forward()
+        """A graph's output buffer holds nothing until the graph has been replayed."""
+        result = self.forward()
+        return self._output if self._output is not None else result
 
 
 def eager(module, feeds: dict, blob: str) -> Variant:
@@ -247,6 +249,61 @@ def aoti_probes(folder: Path, variants: dict, x: torch.Tensor, reference: torch.
     return lines
 
 
+def dense_upsampling(module: torch.nn.Module) -> torch.nn.Module:
+    """Depthwise transposed convolutions (FCN's bilinear upsampling: groups = channels) as dense
+    ones with block-diagonal weights, in place: more FLOPs, but tensor-core kernels."""
+    for name, child in list(module.named_modules()):
+        if (isinstance(child, torch.nn.ConvTranspose2d) and child.groups > 1
+                and child.groups == child.in_channels == child.out_channels):
+            dense = torch.nn.ConvTranspose2d(
+                child.in_channels, child.out_channels, child.kernel_size, child.stride,
+                child.padding, child.output_padding, bias=child.bias is not None,
+                dilation=child.dilation).to(child.weight)
+            with torch.no_grad():
+                dense.weight.zero_()
+                for channel in range(child.in_channels):
+                    dense.weight[channel, channel] = child.weight[channel, 0]
+                if child.bias is not None:
+                    dense.bias.copy_(child.bias)
+            dense = dense.to(memory_format=torch.channels_last)
+            parent, _, leaf = name.rpartition(".")
+            setattr(module.get_submodule(parent) if parent else module, leaf, dense)
+    return module
+
+
+def graph_experiments(folder: Path, rounds: int, rate: float) -> dict:
+    """FCN-8s's bf16 graph: cuDNN's heuristics against its benchmark mode (the algorithms are
+    fixed when the graph is captured), and dense upsampling."""
+    weights = folder / "fcn8s.safetensors"
+    if not weights.exists():
+        seeded_file(FCN8S.read_text(), weights, "cuda")
+    net, _ = check_net(FCN8S)
+    x = image_like(net.blobs["data"].shape, "cuda")
+    with torch.no_grad():
+        reference = netdef.load(FCN8S, weights, device="cuda", dtype=torch.float64)(
+            data=x.double())["score"]
+    feeds = half_feeds({"data": x})
+    variants = {}
+    for benchmark, dense in ((False, False), (True, False), (False, True), (True, True)):
+        torch.backends.cudnn.benchmark = benchmark
+        module = netdef.load(FCN8S, weights, device="cuda", dtype=torch.bfloat16, optimize=True)
+        if dense:
+            dense_upsampling(module)
+        name = (f"bf16 graph, cuDNN {'benchmark' if benchmark else 'heuristics'}"
+                f"{', dense upsampling' if dense else ''}")
+        variants[name] = as_graph(module, feeds, "score")
+    torch.backends.cudnn.benchmark = False
+    errors = {kind: relative_error(v.output(), reference) for kind, v in variants.items()}
+    medians = event_medians({kind: v.forward for kind, v in variants.items()}, rounds)
+    floor_ms = netdef.analyze(FCN8S).totals()["flops"] / rate / 1e9
+    print("\n## FCN-8s bf16 CUDA graphs: cuDNN algorithm choice and dense upsampling\n")
+    print("| variant | median ms | / floor | rel. error vs float64 |")
+    print("|---|---|---|---|")
+    for kind, ms in medians.items():
+        print(f"| {kind} | {ms:.3f} | {ms / floor_ms:.1f}x | {errors[kind]:.1e} |", flush=True)
+    return {"medians_ms": medians, "errors": errors}
+
+
 # ------------------------------------------------------------------ 2. the zoo
 def zoo_section(folder: Path, wanted, rounds: int, rate: float) -> dict:
     print("\n## The zoo on CUDA, batch 1: median ms (rel. error vs float64)\n")
@@ -303,6 +360,8 @@ def main() -> None:
     parser.add_argument("--compile-budget", type=float, default=240,
                         help="seconds from the start after which nothing more is compiled")
     parser.add_argument("--json", default="", help="also write the numbers here")
+    parser.add_argument("--sections", default="fcn8s,zoo",
+                        help="comma-separated: fcn8s, zoo, graphs (cuDNN and upsampling trials)")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         sys.exit("bench_cuda.py needs a CUDA GPU")
@@ -314,10 +373,15 @@ def main() -> None:
           f"{torch.backends.cudnn.version()}; cuDNN TF32 {torch.backends.cudnn.allow_tf32} "
           f"(PyTorch's default); {args.rounds} rounds; bf16 8192^3 product: {rate:.0f} TFLOP/s")
     results = {"device": properties.name, "torch": torch.__version__, "matmul_tflops": rate}
+    sections = args.sections.split(",")
     with tempfile.TemporaryDirectory() as tmp:
-        results["fcn8s"] = fcn8s_section(Path(tmp), args.rounds, rate, deadline)
-        wanted = [name for name in args.nets.split(",") if name]
-        results["zoo"] = zoo_section(Path(tmp), wanted, args.rounds, rate)
+        if "fcn8s" in sections:
+            results["fcn8s"] = fcn8s_section(Path(tmp), args.rounds, rate, deadline)
+        if "graphs" in sections:
+            results["graphs"] = graph_experiments(Path(tmp), args.rounds, rate)
+        if "zoo" in sections:
+            wanted = [name for name in args.nets.split(",") if name]
+            results["zoo"] = zoo_section(Path(tmp), wanted, args.rounds, rate)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
 

@@ -2,6 +2,7 @@
 # Everything netdef checks on a lent CUDA machine, in one call (a lease is short): set-up
 # without a network, bench/bench_cuda.py (arguments go to it), then the CUDA tests. Run as
 #   bash bench/gpu_session.sh 2>&1 | tee $OUT/session.txt
+# (SKIP_TESTS=1: the benchmark alone; BENCH_LIMIT, TEST_LIMIT: seconds for each)
 # The numbers also go to $OUT/bench-cuda.json; both are committed under bench/results/.
 #
 # What travels with the call, in the git-ignored folder .gpu/ (see docs/benchmarks.md):
@@ -35,6 +36,7 @@ start=$SECONDS
 timeout "${BENCH_LIMIT:-300}" python3 bench/bench_cuda.py --json "$OUT/bench-cuda.json" "$@"
 echo "(bench: rc $?, $((SECONDS - start)) s)"
 
+[ -n "${SKIP_TESTS:-}" ] && exit 0
 echo "== CUDA tests"
 start=$SECONDS
 timeout "${TEST_LIMIT:-150}" python3 -m pytest -q -p no:cacheprovider -n 6 -rs \
