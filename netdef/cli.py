@@ -464,6 +464,14 @@ def _fast_package(args, build, feeds):
     run, hit, path = packaged(build, {name: value.shape for name, value in feeds.items()},
                               identity)
     took = time.perf_counter() - start
+    if run is None:
+        import torch
+
+        from .fastpath import fast
+        print(f"fast: torch {torch.__version__} cannot load the compiled package {path} (see "
+              "loads.json beside it); compiling the net with torch.compile in this process "
+              "instead", file=sys.stderr)
+        return fast(build(), bf16=False)
     print(f"fast: using the compiled package {path} (loaded in {took:.1f} s)" if hit else
           f"fast: compiled {path} in {took:.1f} s; later runs reuse it", file=sys.stderr)
     return run

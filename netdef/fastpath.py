@@ -11,6 +11,8 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -67,7 +69,8 @@ def packaged(build, inputs: dict, identity: dict):
     one was compiled for the same `identity` (net and weights files, input shapes, settings,
     torch and netdef versions), else compiled now from `build()`'s module (seconds to a minute)
     and kept; a hit builds nothing, so a later run starts at once. Returns (a callable like the
-    module, whether the cache had it, the package's path)."""
+    module, whether the cache had it, the package's path); the callable is None when this
+    torch cannot load the package (see package_loads)."""
     from netdef import __version__
     from netdef.compiler.codegen import EXPORTS, export_program
 
@@ -87,12 +90,30 @@ def packaged(build, inputs: dict, identity: dict):
         (staging / "input_names.json").write_text(json.dumps(
             dict(getattr(module, "caffe_input_names", {}))))
         os.replace(staging, folder) if not folder.exists() else shutil.rmtree(staging)
+    if not package_loads(path):
+        return None, hit, path
     runner = load_package(path)
     renames = json.loads(names.read_text())  # Caffe name -> forward argument
 
     def run(**blobs):
         return dict(runner(**{renames.get(name, name): value for name, value in blobs.items()}))
     return run, hit, path
+
+
+def package_loads(path: Path) -> bool:
+    """Whether this torch loads the package: tried once, in a child process, because a loader
+    can take the process down (torch 2.11's did with CUDA packages on an H200, 2026-12-04:
+    a segmentation fault in AOTIModelPackageLoader). The answer is kept beside the package."""
+    marker = path.with_name("loads.json")
+    if marker.exists():
+        return bool(json.loads(marker.read_text()).get("loads"))
+    child = subprocess.run([sys.executable, "-c", "import sys\nfrom netdef.fastpath import "
+                            "load_package\nload_package(sys.argv[1])", str(path)],
+                           capture_output=True, text=True, timeout=600)
+    loads = child.returncode == 0
+    marker.write_text(json.dumps({"loads": loads, "returncode": child.returncode,
+                                  "stderr": child.stderr[-2000:]}, indent=2))
+    return loads
 
 
 def load_package(path):

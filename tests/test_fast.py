@@ -1,6 +1,8 @@
 """netdef.fast: the compiled inference path computes what the eager module computes."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -72,6 +74,7 @@ def test_run_fast_compiles_once_and_reuses_the_package(tmp_path, monkeypatch, cl
         assert np.allclose(np.load(tmp_path / f"{name}.npz")["c"], eager, atol=1e-5), name
     packages = list((tmp_path / "cache" / "compiled").glob("*/model_aoti.pt2"))
     assert len(packages) == 1
+    assert json.loads(packages[0].with_name("loads.json").read_text())["loads"] is True
     net.write_text(net.read_text().replace("num_output: 4", "num_output: 5"))
     code, _, err = cli(*common, "--fast", "--out", tmp_path / "other.npz")
     assert code == 0 and "fast: compiled" in err
@@ -85,3 +88,35 @@ def test_fast_can_be_called_again():
     assert callable(netdef.fast)
     model = netdef.load(NET)
     assert netdef.fast(model) is not None and callable(netdef.fast)
+
+
+def test_a_package_that_does_not_load_is_found_out_in_a_child_process(tmp_path):
+    """package_loads tries the loader in a child process (a crashing loader takes only the
+    child down) and keeps the answer beside the package."""
+    from netdef.fastpath import package_loads
+
+    package = tmp_path / "model_aoti.pt2"
+    package.write_bytes(b"not a package")
+    assert package_loads(package) is False
+    record = json.loads((tmp_path / "loads.json").read_text())
+    assert record["loads"] is False and record["returncode"] != 0 and record["stderr"]
+    package.unlink()  # the answer is read back, not tried again
+    assert package_loads(package) is False
+
+
+@pytest.mark.slow
+def test_run_fast_falls_back_to_torch_compile_when_the_package_does_not_load(
+        tmp_path, monkeypatch, cli):
+    import netdef.fastpath
+
+    monkeypatch.setattr(netdef.fastpath, "packaged",
+                        lambda build, inputs, identity: (None, False, tmp_path / "p.pt2"))
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((2, 3, 20, 20), np.float32))
+    net = tmp_path / "net.prototxt"
+    net.write_text(NET)
+    common = ["run", net, "--input", f"data={tmp_path / 'x.npy'}"]
+    code, _, err = cli(*common, "--fast", "--out", tmp_path / "fast.npz")
+    assert code == 0 and "cannot load the compiled package" in err, err
+    assert cli(*common, "--out", tmp_path / "eager.npz")[0] == 0
+    assert np.allclose(np.load(tmp_path / "fast.npz")["prob"],
+                       np.load(tmp_path / "eager.npz")["prob"], atol=1e-5)
