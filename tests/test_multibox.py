@@ -268,3 +268,38 @@ def test_propagate_down_picks_the_terms():
         losses[flags] = netdef.load(text, phase="TRAIN", dtype=torch.float64)(**feeds)["loss"].item()
     both, loc_only, conf_only = losses.values()
     assert loc_only > 0 and conf_only > 0 and both == pytest.approx(loc_only + conf_only, rel=1e-12)
+
+
+TRAINED = """layer {{ name: "data" type: "HDF5Data" top: "raw" top: "prior" top: "gt"
+        hdf5_data_param {{ source: "list.txt" batch_size: 1 }} }}
+layer {{ name: "loc" type: "InnerProduct" bottom: "raw" top: "loc"
+        inner_product_param {{ num_output: {loc} weight_filler {{ type: "xavier" }} }} }}
+layer {{ name: "conf" type: "InnerProduct" bottom: "raw" top: "conf"
+        inner_product_param {{ num_output: {conf} weight_filler {{ type: "xavier" }} }} }}
+layer {{ name: "mbox_loss" type: "MultiBoxLoss" bottom: "loc" bottom: "conf" bottom: "prior"
+        bottom: "gt" top: "loss"
+        multibox_loss_param {{ num_classes: 4 background_label_id: 0 }} }}
+"""
+
+
+def test_a_box_with_the_background_label_is_a_data_error_at_the_loss(tmp_path, monkeypatch, cli):
+    """Bad boxes in the data stop training with a located DataError, not an internal error."""
+    import h5py
+
+    monkeypatch.chdir(tmp_path)
+    priors = grid_priors()
+    count = priors.shape[2] // 4
+    boxes = GROUND_TRUTH[:1].copy()
+    boxes[0, 1] = 0  # the background label
+    with h5py.File("batch.h5", "w") as out:
+        out["raw"] = np.ones((1, 6), np.float32)
+        out["prior"] = priors.astype(np.float32)
+        out["gt"] = boxes.reshape(1, 1, 1, 8).astype(np.float32)
+    (tmp_path / "list.txt").write_text("batch.h5\n")
+    (tmp_path / "net.prototxt").write_text(TRAINED.format(loc=count * 4, conf=count * 4))
+    (tmp_path / "solver.prototxt").write_text('net: "net.prototxt"\nbase_lr: 0.01\n'
+                                              'lr_policy: "fixed"\nmax_iter: 2\n')
+    code, _, err = cli("train", "solver.prototxt", "--no-progress")
+    assert code == 1 and "internal error" not in err, err
+    assert "net.prototxt:7: layer 'mbox_loss' (MultiBoxLoss): a ground-truth box has label 0: " \
+           "the background label" in err, err

@@ -19,6 +19,7 @@ import math
 import torch
 from torch import nn
 
+from ._caffe import BadBatch
 from .detection import CORNER, CORNER_SIZE, pairwise_iou
 from .loss import normalizer
 
@@ -75,8 +76,8 @@ class MultiBoxLoss(nn.Module):
         labels = rows[:, 1].long()
         bad = (labels < 0) | (labels >= self.num_classes) | (labels == self.background)
         if bad.any():
-            raise ValueError(f"MultiBoxLoss: ground-truth label {int(labels[bad][0])} is the "
-                             f"background or outside 0..{self.num_classes - 1}")
+            raise BadBatch(f"a ground-truth box has label {int(labels[bad][0])}: the background "
+                           f"label, or outside 0..{self.num_classes - 1} (num_classes)")
         items = rows[:, 0].long()
         return [(rows[items == i, 3:7], labels[items == i]) for i in range(batch)]
 

@@ -17,6 +17,7 @@ import datetime
 import os
 import sys
 import time
+import traceback
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,6 +30,7 @@ from ..compiler.weights import layer_key
 from .data import Prefetching, SourceContext, resolve_near
 from ..errors import DataError, Problem, SolverError, raise_if_errors
 from ..proto import netdef_pb2 as pb
+from ..runtime._caffe import BadBatch
 from .solver import Learnable, Solver, check_solver, solver_type
 
 
@@ -195,6 +197,29 @@ def read_batch(source, index: int, net, layer) -> list:
         return source.batch(index)
     except DataError as exc:
         raise located(exc, net, layer) from None
+
+
+def located_forward(model, module, blobs: dict) -> dict:
+    """model(**blobs) (model: the module or its DDP wrapper); a layer that finds its batch
+    breaking its contract (runtime's BadBatch) becomes a DataError at that layer's line."""
+    try:
+        return model(**blobs)
+    except BadBatch as exc:
+        layer = _raising_layer(module, exc.__traceback__)
+        problem = (module.caffe_net.problem(DataError, str(exc), layer) if layer is not None
+                   else Problem(DataError, str(exc)))
+        raise DataError(problems=[problem]) from None
+
+
+def _raising_layer(module, trace):
+    """The Caffe layer whose submodule the traceback passes through last, or None."""
+    targets = {id(child): name for name, child in module.named_children()}
+    target = None
+    for frame, _ in traceback.walk_tb(trace):
+        target = targets.get(id(frame.f_locals.get("self")), target)
+    name = next((node.meta.get("caffe_layer") for node in module.graph.nodes
+                 if node.op == "call_module" and node.target == target), None)
+    return next((layer for layer in module.caffe_net.layers if layer.name == name), None)
 
 
 def located(error: DataError, net, layer) -> DataError:
@@ -383,7 +408,7 @@ class Trainer:
             sync = contextlib.nullcontext() if part == size - 1 or not hasattr(model, "no_sync") \
                 else model.no_sync()
             with sync:
-                outputs = model(**blobs)
+                outputs = located_forward(model, self.module, blobs)
                 objective = self.train_net.objective(outputs)
                 objective.backward()
             loss += float(objective.detach()) / size
@@ -422,7 +447,8 @@ class Trainer:
             self._say(f"Iteration {self.iteration}, Testing net (#{number})")
             sums: dict[str, float] = {}
             for _ in range(iterations):
-                outputs = net.module(**net.inputs(net.batches_read, self.dtype, self.device))
+                outputs = located_forward(net.module, net.module,
+                                          net.inputs(net.batches_read, self.dtype, self.device))
                 net.batches_read += 1
                 for name, value in _scalars(outputs):
                     sums[name] = sums.get(name, 0.0) + value / iterations
