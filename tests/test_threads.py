@@ -11,11 +11,6 @@ from netdef.runtime import threads
 from .test_fast import NET
 
 
-@pytest.fixture(autouse=True)
-def sample_every_forward(monkeypatch):
-    monkeypatch.setattr(threads, "SAMPLE_SECONDS", 0.0)
-
-
 @pytest.fixture
 def two_threads():
     before = torch.get_num_threads()
@@ -75,15 +70,3 @@ def test_this_process_does_not_count_itself():
     running threads, so it is not taken for another process."""
     assert threads._own_running() >= 1
     assert threads.running_elsewhere() >= 0
-
-
-def test_proc_is_read_at_most_once_per_sample_period(two_threads, monkeypatch):
-    calls = []
-    monkeypatch.setattr(threads, "SAMPLE_SECONDS", 3600.0)
-    monkeypatch.setattr(threads, "_sample", {"at": -3600.0, "others": 0})
-    monkeypatch.setattr(threads, "running_elsewhere", lambda: calls.append(1) or 0)
-    module = netdef.load(NET)
-    with torch.no_grad():
-        for _ in range(3):
-            module(data=torch.randn(2, 3, 20, 20))
-    assert len(calls) == 1

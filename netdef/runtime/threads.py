@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 
 import torch
 
@@ -23,7 +22,7 @@ def free_cores():
     """torch's thread count lowered to the free cores (at least one) for the block, then the
     caller's again."""
     requested = torch.get_num_threads()
-    threads = max(1, min(requested, CPUS - _recent_others()))
+    threads = max(1, min(requested, CPUS - running_elsewhere()))
     if threads == requested:
         yield
         return
@@ -32,20 +31,6 @@ def free_cores():
         yield
     finally:
         torch.set_num_threads(requested)
-
-
-# /proc is read at most this often: reading it costs a forward about 0.4 ms on a 2-core VM
-# (more than the 70 us the reads take: they wake kernel threads that then share the cores),
-# and a machine's load changes on a longer scale
-SAMPLE_SECONDS = 0.2
-_sample = {"at": -SAMPLE_SECONDS, "others": 0}
-
-
-def _recent_others() -> int:
-    now = time.monotonic()
-    if now - _sample["at"] >= SAMPLE_SECONDS:
-        _sample.update(at=now, others=running_elsewhere())
-    return _sample["others"]
 
 
 def running_elsewhere() -> int:
