@@ -36,16 +36,13 @@ def free_cores():
 def running_elsewhere() -> int:
     """Threads on the machine that are running or ready to run, this process's own not counted
     (its OpenMP workers may still be spinning after the last op); 0 where /proc cannot say."""
-    # this process's threads first: one that stops spinning between the two reads then makes
-    # the count too low (harmless), never too high
-    own = _own_running()
     try:
         with open("/proc/stat", "rb") as stat:
             running = next(int(line.split()[1]) for line in stat
                            if line.startswith(b"procs_running"))
     except (OSError, StopIteration, ValueError):
         return 0
-    return max(0, running - own)
+    return max(0, running - _own_running())
 
 
 def _own_running() -> int:
