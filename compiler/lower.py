@@ -85,19 +85,7 @@ class CaffeGraphModule(fx.GraphModule):
             blobs = {renames.get(name, name): value for name, value in blobs.items()}
         if getattr(self, "caffe_channels_last", False):  # set by compiler/optimize.py
             blobs = {name: _channels_last(value) for name, value in blobs.items()}
-        # netdef.load's CPU inference modules take only the free cores (runtime/threads.py);
-        # never while torch traces the module, which must not read /proc into a graph
-        context = getattr(self, "caffe_forward_context", None)
-        if context is None or self.training or not _plain_cpu(blobs) or \
-                torch.compiler.is_compiling():
-            return super().__call__(*args, **blobs)
-        with context():
-            return super().__call__(*args, **blobs)
-
-
-def _plain_cpu(blobs: dict) -> bool:
-    return all(type(value) is torch.Tensor and value.device.type == "cpu"
-               for value in blobs.values() if isinstance(value, torch.Tensor))
+        return super().__call__(*args, **blobs)
 
 
 def _channels_last(value):

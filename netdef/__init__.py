@@ -88,22 +88,14 @@ def load(prototxt, weights=None, *, phase: str = "TEST", inputs=None, device="cp
     `outputs` names the blobs forward returns, internal ones included (a name rewritten in
     place means its last version); by default the net's outputs, the tops no layer reads
     but a Silence. Inputs a layer reads as image information (Faster R-CNN's `im_info`:
-    height, width, scale) may be left out: they default to the image's size at scale 1.
-
-    On the CPU, an eval-mode forward takes torch's thread count, lowered to the cores other
-    processes leave free when it starts (netdef/runtime/threads.py), and restores it after:
-    torch's threads wait for each other at every op when the scheduler parks one."""
+    height, width, scale) may be left out: they default to the image's size at scale 1."""
     from .compiler.analysis import checked_net
     from .compiler.bind import build_module
 
     net = checked_net(prototxt, phase=phase, inputs=inputs, solve_crops=not literal_crops)
-    module = build_module(net, weights, device=device, dtype=dtype, seed=seed,
-                          convolutionalize=convolutionalize, expand_score=expand_score,
-                          optimize=optimize, outputs=outputs)
-    if str(device) == "cpu":
-        from .runtime.threads import free_cores
-        module.caffe_forward_context = free_cores  # eval forwards use the free cores only
-    return module
+    return build_module(net, weights, device=device, dtype=dtype, seed=seed,
+                        convolutionalize=convolutionalize, expand_score=expand_score,
+                        optimize=optimize, outputs=outputs)
 
 
 def fast(module, *, bf16=None):
