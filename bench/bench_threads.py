@@ -1,0 +1,150 @@
+"""Busy machines: a thread policy tried on 2026-12-04 and left out of netdef, kept so that it
+can be measured again. "free": each forward takes torch's thread count lowered to the cores
+other processes leave free (read from /proc at most every 0.2 s; one thread on a busy 2-core
+machine, so no op waits for a parked partner). "fixed": torch's 2 threads, netdef's default.
+OpenCV 4.12's Caffe importer is the peer. optimize=True modules, interleaved in one process,
+one forward of each per round; "busy" is the same rounds while two processes spin on the same
+cores (started and stopped by the bench). Prints each one's slowdown (busy median over quiet
+median) per net and the geometric means. Result (docs/benchmarks.md): free is worse.
+
+Run: python bench/bench_threads.py [--nets NAME,...] [--rounds N] [--repeats N]
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import netdef  # first: netdef sets its OpenMP default before torch loads  # isort: skip
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_zoo import cpu_kind, geomean, medians, runners, spin, zoo  # noqa: E402
+
+SMALL_OPS = "nsfw,ResNet-50,GoogLeNet,MobileNet,SqueezeNet,DenseNet-121"
+
+CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def free_cores():  # the policy tried as netdef's default on 2026-12-04, then taken out
+    """torch's thread count lowered to the free cores (at least one) for the block, then the
+    caller's again."""
+    requested = torch.get_num_threads()
+    threads = max(1, min(requested, CPUS - _recent_others()))
+    if threads == requested:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(requested)
+
+
+# /proc is read at most this often: reading it costs a forward about 0.4 ms on a 2-core VM
+# (more than the 70 us the reads take: they wake kernel threads that then share the cores),
+# and a machine's load changes on a longer scale
+SAMPLE_SECONDS = 0.2
+_sample = {"at": -SAMPLE_SECONDS, "others": 0}
+
+
+def _recent_others() -> int:
+    now = time.monotonic()
+    if now - _sample["at"] >= SAMPLE_SECONDS:
+        _sample.update(at=now, others=running_elsewhere())
+    return _sample["others"]
+
+
+def running_elsewhere() -> int:
+    """Threads on the machine that are running or ready to run, this process's own not counted
+    (its OpenMP workers may still be spinning after the last op); 0 where /proc cannot say."""
+    # this process's threads first: one that stops spinning between the two reads then makes
+    # the count too low (harmless), never too high
+    own = _own_running()
+    try:
+        with open("/proc/stat", "rb") as stat:
+            running = next(int(line.split()[1]) for line in stat
+                           if line.startswith(b"procs_running"))
+    except (OSError, StopIteration, ValueError):
+        return 0
+    return max(0, running - own)
+
+
+def _own_running() -> int:
+    count = 0
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/stat", "rb") as stat:
+                text = stat.read()
+        except OSError:  # the thread ended meanwhile
+            continue
+        state = text[text.rindex(b")") + 2:text.rindex(b")") + 3]  # after "(name) "
+        count += state == b"R"
+    return count
+
+
+def with_free_cores(forward):
+    def run():
+        with free_cores():
+            forward()
+    return run
+
+
+def slowdowns(prototxt, weights, shape, rounds: int) -> dict:
+    """kind -> (quiet ms, busy ms) for free-core threads, fixed 2 threads and OpenCV."""
+    module = netdef.load(prototxt, weights, optimize=True)
+    runs = runners(prototxt, weights, shape, fixed=module)
+    runs["free"] = with_free_cores(runs["fixed"])
+    quiet = medians(runs, rounds)
+    spinners = [multiprocessing.Process(target=spin, daemon=True) for _ in range(2)]
+    for process in spinners:
+        process.start()
+    time.sleep(0.5)
+    try:
+        busy = medians(runs, rounds)
+    finally:
+        for process in spinners:
+            process.terminate()
+    return {kind: (quiet[kind], busy[kind]) for kind in runs}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--nets", default=SMALL_OPS)
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    import cv2
+
+    torch.set_num_threads(2)
+    cv2.setNumThreads(2)
+    print(f"# {cpu_kind()}, torch {torch.__version__}, OpenCV {cv2.__version__}, 2 threads "
+          f"each; {args.rounds} quiet and {args.rounds} busy rounds; slowdown = busy / quiet")
+    print("| repeat | net | free quiet ms | free busy ms | fixed quiet ms | fixed busy ms | "
+          "OpenCV quiet ms | OpenCV busy ms | slowdown free | slowdown fixed | slowdown OpenCV |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        nets = zoo(Path(tmp), args.nets.split(","))
+        for repeat in range(1, args.repeats + 1):
+            rows = []
+            for name, files in nets.items():
+                times = slowdowns(*files, args.rounds)
+                row = {kind: busy / quiet for kind, (quiet, busy) in times.items()}
+                rows.append(row)
+                cells = " | ".join(f"{times[k][0]:.1f} | {times[k][1]:.1f}"
+                                   for k in ("free", "fixed", "opencv"))
+                print(f"| {repeat} | {name} | {cells} | {row['free']:.2f} | {row['fixed']:.2f} | "
+                      f"{row['opencv']:.2f} |", flush=True)
+            means = {kind: geomean(row[kind] for row in rows) for kind in rows[0]}
+            print(f"| {repeat} | **geometric mean** | | | | | | | **{means['free']:.2f}** | "
+                  f"**{means['fixed']:.2f}** | **{means['opencv']:.2f}** |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
