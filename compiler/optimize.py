@@ -6,6 +6,7 @@ leave the numbers as they were, up to float rounding.
   into the Convolution, Deconvolution or InnerProduct before it when that producer feeds nothing
   else; elsewhere the chain becomes one ChannelAffine op (two elementwise passes become one).
 - Transposed convolutions with one group per channel (FCN's upsampling) become dense ones.
+- A Conv2d and the ReLU that alone reads it become one ConvReLU (oneDNN's fused op on the CPU).
 - 4-D weights and image inputs go channels_last, which oneDNN's CPU convolutions run without
   reordering (nsfw's ResNet-50: 43 -> 29 ms at 2 threads on a 2-core machine).
 
@@ -37,6 +38,7 @@ def optimize(module: fx.GraphModule) -> fx.GraphModule:
     # folded weights are no longer Caffe's blobs: `compile` marks its weights file so
     # (weights.OPTIMIZED), and nothing binds it to a faithful module by mistake
     module.caffe_weights_rewritten = fold_channel_affines(module) + densified > 0
+    fuse_convolution_relu(module)  # after the folds: a folded chain leaves the two adjacent
     module.graph.eliminate_dead_code()
     module.graph.lint()
     module.recompile()
@@ -106,6 +108,32 @@ def densify_upsampling(module: fx.GraphModule) -> int:
         module.caffe_specs[target] = dense_spec
         rewritten += 1
     return rewritten
+
+
+# ------------------------------------------------------------------ convolution + ReLU
+def fuse_convolution_relu(module: fx.GraphModule) -> int:
+    """A Conv2d whose one reader is a plain ReLU becomes a ConvReLU (the same tensors), and the
+    ReLU goes; returns how many."""
+    fused = 0
+    for node in list(module.graph.nodes):
+        if node.op != "call_module" or type(module.get_submodule(node.target)) is not nn.ReLU:
+            continue
+        source = node.args[0]
+        if source.op != "call_module" or len(source.users) != 1:
+            continue
+        convolution = module.get_submodule(source.target)
+        if type(convolution) is not nn.Conv2d or convolution.padding_mode != "zeros":
+            continue
+        spec = module.caffe_specs[source.target]
+        spec = runtime("ConvReLU", spec.blobs, **spec.kwargs)
+        fused_module = spec.build().to(convolution.weight)
+        fused_module.load_state_dict(convolution.state_dict())
+        setattr(module, source.target, fused_module)
+        module.caffe_specs[source.target] = spec
+        node.replace_all_uses_with(source)
+        module.graph.erase_node(node)
+        fused += 1
+    return fused
 
 
 # ------------------------------------------------------------------ affine chains

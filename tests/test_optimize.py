@@ -61,9 +61,31 @@ def test_chains_fold_and_identities_go():
         reference, ours = faithful(data=x)["fc"], optimized(data=x)["fc"]
     assert relative_l2(ours.numpy(), reference.numpy()) <= 1e-5
     called = [n.target for n in optimized.graph.nodes if n.op == "call_module"]
-    # conv absorbs bn + sc, deconv absorbs bias, fc absorbs bn3; bn2 + sc2 become one op
-    assert called == ["c", "r", "bn2", "e", "up", "fc"], called
+    # conv absorbs bn + sc and then takes r in, deconv absorbs bias, fc absorbs bn3; bn2 + sc2
+    # become one op
+    assert called == ["c", "bn2", "e", "up", "fc"], called
     assert type(optimized.bn2).__name__ == "ChannelAffine"
+    assert type(optimized.c).__name__ == "ConvReLU"
+
+
+def test_convolution_relu_fuses_and_still_takes_gradients():
+    """ConvReLU (conv + ReLU in one op on the CPU) gives the two ops' numbers; with gradients
+    wanted it runs them as stock ops, so backward works."""
+    text = CHAINS.split('layer { name: "d"')[0]  # conv, BatchNorm, Scale, ReLU
+    faithful = with_statistics(netdef.load(text))
+    optimized = netdef.load(text)
+    optimized.load_state_dict(faithful.state_dict())
+    from netdef.compiler.optimize import optimize
+    optimize(optimized)
+    assert type(optimized.c).__name__ == "ConvReLU"
+    x = torch.randn(2, 3, 8, 8, requires_grad=True)
+    with torch.no_grad():
+        fused = optimized(data=x)["c"]
+    torch.testing.assert_close(fused, faithful(data=x)["c"], rtol=1e-5, atol=1e-5)
+    assert (fused == 0).any() and (fused > 0).any()  # the ReLU did cut
+    optimized(data=x)["c"].sum().backward()
+    expected = torch.autograd.grad(faithful(data=x)["c"].sum(), x)[0]
+    torch.testing.assert_close(x.grad, expected, rtol=1e-4, atol=1e-5)
 
 
 UPSAMPLING = '''input: "data" input_shape { dim: 2 dim: 3 dim: 9 dim: 9 }
