@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import multiprocessing
 import os
 import sys
 import tempfile
@@ -24,7 +23,7 @@ import netdef  # first: netdef sets its OpenMP default before torch loads  # iso
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_zoo import cpu_kind, geomean, medians, runners, spin, zoo  # noqa: E402
+from bench_zoo import busy_medians, cpu_kind, geomean, medians, runners, zoo  # noqa: E402
 
 SMALL_OPS = "nsfw,ResNet-50,GoogLeNet,MobileNet,SqueezeNet,DenseNet-121"
 
@@ -102,15 +101,7 @@ def slowdowns(prototxt, weights, shape, rounds: int) -> dict:
     runs = runners(prototxt, weights, shape, fixed=module)
     runs["free"] = with_free_cores(runs["fixed"])
     quiet = medians(runs, rounds)
-    spinners = [multiprocessing.Process(target=spin, daemon=True) for _ in range(2)]
-    for process in spinners:
-        process.start()
-    time.sleep(0.5)
-    try:
-        busy = medians(runs, rounds)
-    finally:
-        for process in spinners:
-            process.terminate()
+    busy = busy_medians(runs, rounds)
     return {kind: (quiet[kind], busy[kind]) for kind in runs}
 
 

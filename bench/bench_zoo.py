@@ -76,6 +76,19 @@ def spin() -> None:
         pass
 
 
+def busy_medians(runs: dict, rounds: int) -> dict:
+    """medians() while two processes spin on the same cores (started and stopped here)."""
+    spinners = [multiprocessing.Process(target=spin, daemon=True) for _ in range(2)]
+    for process in spinners:
+        process.start()
+    time.sleep(0.5)
+    try:
+        return medians(runs, rounds)
+    finally:
+        for process in spinners:
+            process.terminate()
+
+
 def medians(runs: dict, rounds: int) -> dict:
     times = {kind: [] for kind in runs}
     for fn in runs.values():
@@ -154,15 +167,7 @@ def main() -> None:
         for name, (prototxt, weights, shape) in zoo(Path(tmp), wanted).items():
             runs = runners(prototxt, weights, shape)
             quiet = medians(runs, args.rounds)
-            spinners = [multiprocessing.Process(target=spin, daemon=True) for _ in range(2)]
-            for process in spinners:
-                process.start()
-            time.sleep(0.5)
-            try:
-                busy = medians({k: runs[k] for k in ("optimized", "opencv")}, args.busy_rounds)
-            finally:
-                for process in spinners:
-                    process.terminate()
+            busy = busy_medians({k: runs[k] for k in ("optimized", "opencv")}, args.busy_rounds)
             row = dict(faithful=quiet["faithful"] / quiet["opencv"],
                        optimized=quiet["optimized"] / quiet["opencv"],
                        busy=busy["optimized"] / busy["opencv"],
