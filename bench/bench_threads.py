@@ -1,11 +1,12 @@
-"""Busy machines: a thread policy tried on 2026-12-04 and left out of netdef, kept so that it
-can be measured again. "free": each forward takes torch's thread count lowered to the cores
-other processes leave free (read from /proc at most every 0.2 s; one thread on a busy 2-core
-machine, so no op waits for a parked partner). "fixed": torch's 2 threads, netdef's default.
-OpenCV 4.12's Caffe importer is the peer. optimize=True modules, interleaved in one process,
-one forward of each per round; "busy" is the same rounds while two processes spin on the same
-cores (started and stopped by the bench). Prints each one's slowdown (busy median over quiet
-median) per net and the geometric means. Result (docs/benchmarks.md): free is worse.
+"""Busy machines: thread policies for CPU forwards, quiet and busy, against OpenCV 4.12's Caffe
+importer. "chooser": netdef's default (netdef/runtime/threads.py: forwards far slower than
+their best are timed against one thread, and the faster count is kept). "fixed": torch's 2
+threads always. "free": a policy tried on 2026-12-04 and left out of netdef, kept here to be
+measured again: each forward takes the cores other processes leave free (read from /proc at
+most every 0.2 s), so one thread on a busy 2-core machine. optimize=True modules, interleaved
+in one process, one forward of each per round; "busy" is the same rounds while two processes
+spin on the same cores. Prints each one's slowdown (busy median over quiet median) per net and
+the geometric means.
 
 Run: python bench/bench_threads.py [--nets NAME,...] [--rounds N] [--repeats N]
 """
@@ -97,8 +98,10 @@ def with_free_cores(forward):
 
 def slowdowns(prototxt, weights, shape, rounds: int) -> dict:
     """kind -> (quiet ms, busy ms) for free-core threads, fixed 2 threads and OpenCV."""
-    module = netdef.load(prototxt, weights, optimize=True)
-    runs = runners(prototxt, weights, shape, fixed=module)
+    fixed = netdef.load(prototxt, weights, optimize=True)
+    fixed.caffe_thread_chooser = None  # always the caller's 2 threads
+    runs = runners(prototxt, weights, shape, fixed=fixed,
+                   chooser=netdef.load(prototxt, weights, optimize=True))
     runs["free"] = with_free_cores(runs["fixed"])
     quiet = medians(runs, rounds)
     busy = busy_medians(runs, rounds)
@@ -117,9 +120,10 @@ def main() -> None:
     cv2.setNumThreads(2)
     print(f"# {cpu_kind()}, torch {torch.__version__}, OpenCV {cv2.__version__}, 2 threads "
           f"each; {args.rounds} quiet and {args.rounds} busy rounds; slowdown = busy / quiet")
-    print("| repeat | net | free quiet ms | free busy ms | fixed quiet ms | fixed busy ms | "
-          "OpenCV quiet ms | OpenCV busy ms | slowdown free | slowdown fixed | slowdown OpenCV |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    kinds = ("chooser", "fixed", "free", "opencv")
+    print("| repeat | net | " + " | ".join(f"{kind} quiet ms | {kind} busy ms" for kind in kinds)
+          + " | " + " | ".join(f"slowdown {kind}" for kind in kinds) + " |")
+    print("|---" * (2 + 3 * len(kinds)) + "|")
     with tempfile.TemporaryDirectory() as tmp:
         nets = zoo(Path(tmp), args.nets.split(","))
         for repeat in range(1, args.repeats + 1):
@@ -128,13 +132,12 @@ def main() -> None:
                 times = slowdowns(*files, args.rounds)
                 row = {kind: busy / quiet for kind, (quiet, busy) in times.items()}
                 rows.append(row)
-                cells = " | ".join(f"{times[k][0]:.1f} | {times[k][1]:.1f}"
-                                   for k in ("free", "fixed", "opencv"))
-                print(f"| {repeat} | {name} | {cells} | {row['free']:.2f} | {row['fixed']:.2f} | "
-                      f"{row['opencv']:.2f} |", flush=True)
-            means = {kind: geomean(row[kind] for row in rows) for kind in rows[0]}
-            print(f"| {repeat} | **geometric mean** | | | | | | | **{means['free']:.2f}** | "
-                  f"**{means['fixed']:.2f}** | **{means['opencv']:.2f}** |", flush=True)
+                cells = " | ".join(f"{times[k][0]:.1f} | {times[k][1]:.1f}" for k in kinds)
+                print(f"| {repeat} | {name} | {cells} | "
+                      + " | ".join(f"{row[k]:.2f}" for k in kinds) + " |", flush=True)
+            means = {kind: geomean(row[kind] for row in rows) for kind in kinds}
+            print(f"| {repeat} | **geometric mean** |" + " |" * (2 * len(kinds)) + " "
+                  + " | ".join(f"**{means[k]:.2f}**" for k in kinds) + " |", flush=True)
 
 
 if __name__ == "__main__":

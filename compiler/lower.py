@@ -85,7 +85,20 @@ class CaffeGraphModule(fx.GraphModule):
             blobs = {renames.get(name, name): value for name, value in blobs.items()}
         if getattr(self, "caffe_channels_last", False):  # set by compiler/optimize.py
             blobs = {name: _channels_last(value) for name, value in blobs.items()}
-        return super().__call__(*args, **blobs)
+        # netdef.load's CPU inference modules choose their thread count by how fast recent
+        # forwards ran (netdef/runtime/threads.py); never while torch traces the module
+        choose = getattr(self, "caffe_thread_chooser", None)
+        if choose is None or self.training or not _plain_cpu(blobs) or \
+                torch.compiler.is_compiling():
+            return super().__call__(*args, **blobs)
+        with choose(tuple((name, tuple(value.shape)) for name, value in blobs.items()
+                          if isinstance(value, torch.Tensor))):
+            return super().__call__(*args, **blobs)
+
+
+def _plain_cpu(blobs: dict) -> bool:
+    return all(type(value) is torch.Tensor and value.device.type == "cpu"
+               for value in blobs.values() if isinstance(value, torch.Tensor))
 
 
 def _channels_last(value):

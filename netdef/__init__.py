@@ -88,14 +88,22 @@ def load(prototxt, weights=None, *, phase: str = "TEST", inputs=None, device="cp
     `outputs` names the blobs forward returns, internal ones included (a name rewritten in
     place means its last version); by default the net's outputs, the tops no layer reads
     but a Silence. Inputs a layer reads as image information (Faster R-CNN's `im_info`:
-    height, width, scale) may be left out: they default to the image's size at scale 1."""
+    height, width, scale) may be left out: they default to the image's size at scale 1.
+
+    On the CPU, eval-mode forwards that run far slower than their best (another process holds
+    the cores) are timed against one thread, and the faster count is used while it stays
+    faster (netdef/runtime/threads.py); the caller's thread count is restored after each."""
     from .compiler.analysis import checked_net
     from .compiler.bind import build_module
 
     net = checked_net(prototxt, phase=phase, inputs=inputs, solve_crops=not literal_crops)
-    return build_module(net, weights, device=device, dtype=dtype, seed=seed,
-                        convolutionalize=convolutionalize, expand_score=expand_score,
-                        optimize=optimize, outputs=outputs)
+    module = build_module(net, weights, device=device, dtype=dtype, seed=seed,
+                          convolutionalize=convolutionalize, expand_score=expand_score,
+                          optimize=optimize, outputs=outputs)
+    if str(device) == "cpu":
+        from .runtime.threads import ThreadChooser
+        module.caffe_thread_chooser = ThreadChooser()
+    return module
 
 
 def fast(module, *, bf16=None):

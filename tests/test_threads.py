@@ -1,0 +1,114 @@
+"""CPU forwards choose their thread count by how fast recent forwards ran (runtime/threads.py):
+the caller's count while forwards run near their best, one thread when that has been faster
+on a slowed-down machine, and the caller's count back after every forward."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import netdef
+from netdef.runtime import threads
+from netdef.runtime.threads import ThreadChooser
+
+from .test_fast import NET
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+class Clock:
+    """time.perf_counter for the chooser: each forward lasts what the test says."""
+
+    def __init__(self, monkeypatch):
+        self.now, self.durations = 0.0, {}
+        monkeypatch.setattr(threads.time, "perf_counter", lambda: self.now)
+
+    def forward(self, choose, key="x"):
+        """One forward under the chooser; returns the thread count it ran with."""
+        with choose(key):
+            used = torch.get_num_threads()
+            self.now += self.durations[used]
+        return used
+
+
+def test_a_quiet_machine_keeps_the_callers_count(two_threads, monkeypatch):
+    clock, choose = Clock(monkeypatch), ThreadChooser()
+    clock.durations = {2: 1.0, 1: 1.8}
+    assert [clock.forward(choose) for _ in range(30)] == [2] * 30
+
+
+def test_a_collapsed_count_gives_way_to_one_thread_and_comes_back(two_threads, monkeypatch):
+    clock, choose = Clock(monkeypatch), ThreadChooser()
+    clock.durations = {2: 1.0, 1: 1.8}
+    for _ in range(3):
+        clock.forward(choose)
+    clock.durations = {2: 8.0, 1: 3.0}  # two threads keep waiting for each other
+    used = [clock.forward(choose) for _ in range(30)]
+    assert used[:2] == [2, 1]  # one slow forward, then one thread is timed
+    assert used[3:].count(1) > 20 and 2 in used[3:]  # two threads are retried now and then
+    assert torch.get_num_threads() == 2
+    clock.durations = {2: 1.0, 1: 1.8}  # quiet again
+    used = [clock.forward(choose) for _ in range(60)]
+    assert used[-10:] == [2] * 10
+
+
+def test_a_busy_machine_where_two_threads_still_win_keeps_them(two_threads, monkeypatch):
+    clock, choose = Clock(monkeypatch), ThreadChooser()
+    clock.durations = {2: 1.0, 1: 1.8}
+    clock.forward(choose)
+    clock.durations = {2: 2.5, 1: 4.0}  # slowed down, but one thread is slower still
+    used = [clock.forward(choose) for _ in range(40)]
+    assert used.count(2) > 30 and 1 in used  # one thread tried now and then, not kept
+
+
+def test_each_input_size_has_its_own_record(two_threads, monkeypatch):
+    clock, choose = Clock(monkeypatch), ThreadChooser()
+    clock.durations = {2: 1.0, 1: 1.8}
+    clock.forward(choose, key="small")
+    clock.durations = {2: 10.0, 1: 18.0}  # a bigger input: slower, not a busier machine
+    assert [clock.forward(choose, key="big") for _ in range(10)] == [2] * 10
+
+
+def test_loaded_modules_choose_and_the_caller_keeps_its_count(two_threads, monkeypatch):
+    module = netdef.load(NET)
+    assert isinstance(module.caffe_thread_chooser, ThreadChooser)
+    seen = []
+    first = next(node.target for node in module.graph.nodes if node.op == "call_module")
+    module.get_submodule(first).register_forward_pre_hook(
+        lambda *_: seen.append(torch.get_num_threads()))
+    monkeypatch.setattr(threads._State, "choose", lambda self, requested: 1)
+    x = torch.randn(2, 3, 20, 20)
+    with torch.no_grad():
+        one = module(data=x)["prob"]
+        module.caffe_thread_chooser = None
+        two = module(data=x)["prob"]
+    assert seen == [1, 2] and torch.get_num_threads() == 2
+    torch.testing.assert_close(one, two)
+
+
+def test_the_count_comes_back_when_the_forward_fails(two_threads, monkeypatch):
+    monkeypatch.setattr(threads._State, "choose", lambda self, requested: 1)
+    module = netdef.load(NET)
+    with pytest.raises(Exception), torch.no_grad():
+        module(data=torch.randn(2, 5, 20, 20))  # the wrong number of channels
+    assert torch.get_num_threads() == 2
+
+
+def test_training_and_traced_forwards_are_left_alone(two_threads, monkeypatch):
+    monkeypatch.setattr(threads._State, "choose", lambda self, requested: 1)
+    module = netdef.load(NET)
+    module.train()
+    seen = []
+    first = next(node.target for node in module.graph.nodes if node.op == "call_module")
+    module.get_submodule(first).register_forward_pre_hook(
+        lambda *_: seen.append(torch.get_num_threads()))
+    module(data=torch.randn(2, 3, 20, 20))
+    module.eval()
+    with torch.no_grad():
+        module(data=torch.randn(2, 3, 20, 20, device="meta"))
+    assert seen == [2, 2]
