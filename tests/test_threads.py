@@ -49,12 +49,23 @@ def test_a_collapsed_count_gives_way_to_one_thread_and_comes_back(two_threads, m
         clock.forward(choose)
     clock.durations = {2: 8.0, 1: 3.0}  # two threads keep waiting for each other
     used = [clock.forward(choose) for _ in range(30)]
-    assert used[:2] == [2, 1]  # one slow forward, then one thread is timed
+    assert used[:3] == [2, 2, 1]  # two slow forwards, then one thread is timed
     assert used[3:].count(1) > 20 and 2 in used[3:]  # two threads are retried now and then
     assert torch.get_num_threads() == 2
     clock.durations = {2: 1.0, 1: 1.8}  # quiet again
     used = [clock.forward(choose) for _ in range(60)]
     assert used[-10:] == [2] * 10
+
+
+def test_one_slow_forward_alone_changes_nothing(two_threads, monkeypatch):
+    clock, choose = Clock(monkeypatch), ThreadChooser()
+    clock.durations = {2: 1.0, 1: 1.8}
+    used = [clock.forward(choose) for _ in range(3)]
+    clock.durations[2] = 6.0  # a hiccup
+    used.append(clock.forward(choose))
+    clock.durations[2] = 1.0
+    used += [clock.forward(choose) for _ in range(10)]
+    assert used == [2] * 14
 
 
 def test_a_busy_machine_where_two_threads_still_win_keeps_them(two_threads, monkeypatch):

@@ -4,9 +4,9 @@ torch's OpenMP regions split each op evenly between their threads. When other pr
 the cores, a forward at 2 threads is usually still the fastest choice, but now and then the
 scheduler keeps parking one thread and every op waits for it: the forward then takes 5-10x its
 quiet time, where one thread would take about 3x (bench/bench_threads.py; docs/benchmarks.md,
-"Busy machines"). Forwards that run far slower than their best are therefore timed against one
-thread, and the faster count is kept until the times say otherwise. A quiet machine never
-triggers it, so it costs nothing there.
+"Busy machines"). When two forwards in a row run far slower than the best, one thread is timed,
+and the faster count is kept, the other retried now and then. A quiet machine never triggers
+it, and a single hiccup does not either.
 """
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import time
 
 import torch
 
-SLOW = 2.0  # a forward this many times slower than the best seen looks for a better count
-RETRY = 8  # forwards between tries of the count not in use, while slow
-WEIGHT = 0.5  # of the newest time in each count's running average
+SLOW = 2.0  # a count whose last two forwards both took this many times the best looks elsewhere
+RETRY_LOSER = {True: 4, False: 8}  # forwards between tries of the count not in use: sooner
+# when the caller's count is the one waiting (one thread is a fallback), later for one thread
 
 
 class ThreadChooser:
@@ -48,27 +48,23 @@ class ThreadChooser:
 class _State:
     def __init__(self):
         self.best = math.inf  # the fastest forward at the caller's count
-        self.average = {}  # threads -> running average of recent forwards
+        self.last = {}  # threads -> its last two forward times
         self.since = {}  # threads -> forwards since it last ran
 
     def choose(self, requested: int) -> int:
-        usual = self.average.get(requested)
-        if requested == 1 or usual is None or usual <= SLOW * self.best:
-            return requested
-        single = self.average.get(1)
-        if single is None or self.since.get(1, 0) >= RETRY:
-            return 1  # slow at the caller's count: time one thread
-        if single < usual:
-            return requested if self.since.get(requested, 0) >= RETRY else 1
-        return requested
+        usual = min(self.last.get(requested, [0.0]))
+        if requested == 1 or usual <= SLOW * self.best:
+            return requested  # one slow forward alone (a hiccup) changes nothing
+        if 1 not in self.last:
+            return 1  # slow twice at the caller's count: time one thread
+        winner = 1 if min(self.last[1]) < usual else requested
+        loser = requested if winner == 1 else 1
+        return loser if self.since.get(loser, 0) >= RETRY_LOSER[loser == requested] else winner
 
     def record(self, threads: int, requested: int, elapsed: float) -> None:
-        previous = self.average.get(threads)
-        self.average[threads] = elapsed if previous is None else \
-            WEIGHT * elapsed + (1 - WEIGHT) * previous
+        self.last[threads] = (self.last.get(threads, []) + [elapsed])[-2:]
         if threads == requested:
             self.best = min(self.best, elapsed)
         for count in self.since:
             self.since[count] += 1
         self.since[threads] = 0
-        self.since.setdefault(1 if threads != 1 else requested, 0)
