@@ -107,13 +107,18 @@ def package_loads(path: Path) -> bool:
     marker = path.with_name("loads.json")
     if marker.exists():
         return bool(json.loads(marker.read_text()).get("loads"))
-    child = subprocess.run([sys.executable, "-c", "import sys\nfrom netdef.fastpath import "
-                            "load_package\nload_package(sys.argv[1])", str(path)],
-                           capture_output=True, text=True, timeout=600)
-    loads = child.returncode == 0
-    marker.write_text(json.dumps({"loads": loads, "returncode": child.returncode,
-                                  "stderr": child.stderr[-2000:]}, indent=2))
-    return loads
+    # the child finds netdef where this process did, installed or not
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(entry for entry in sys.path if entry)}
+    try:
+        child = subprocess.run([sys.executable, "-c", "import sys\nfrom netdef.fastpath import "
+                                "load_package\nload_package(sys.argv[1])", str(path)],
+                               capture_output=True, text=True, timeout=600, env=env)
+        record = {"loads": child.returncode == 0, "returncode": child.returncode,
+                  "stderr": child.stderr[-2000:]}
+    except subprocess.TimeoutExpired:
+        record = {"loads": False, "returncode": None, "stderr": "loading took over 600 s"}
+    marker.write_text(json.dumps(record, indent=2))
+    return record["loads"]
 
 
 def load_package(path):

@@ -104,6 +104,18 @@ def test_a_package_that_does_not_load_is_found_out_in_a_child_process(tmp_path):
     assert package_loads(package) is False
 
 
+def test_a_package_whose_loading_hangs_counts_as_not_loading(tmp_path, monkeypatch):
+    import subprocess
+
+    from netdef import fastpath
+
+    def hang(*args, **kwargs):
+        raise subprocess.TimeoutExpired(args[0], kwargs.get("timeout"))
+    monkeypatch.setattr(fastpath.subprocess, "run", hang)
+    assert fastpath.package_loads(tmp_path / "model_aoti.pt2") is False
+    assert "over 600 s" in (tmp_path / "loads.json").read_text()
+
+
 @pytest.mark.slow
 def test_run_fast_falls_back_to_torch_compile_when_the_package_does_not_load(
         tmp_path, monkeypatch, cli):

@@ -123,3 +123,13 @@ def test_training_and_traced_forwards_are_left_alone(two_threads, monkeypatch):
     with torch.no_grad():
         module(data=torch.randn(2, 3, 20, 20, device="meta"))
     assert seen == [2, 2]
+
+
+def test_records_stay_bounded_when_every_input_has_its_own_shape(two_threads, monkeypatch):
+    clock, choose = Clock(monkeypatch), ThreadChooser()
+    monkeypatch.setattr(ThreadChooser, "MAX_SHAPES", 3)
+    clock.durations = {2: 1.0, 1: 1.8}
+    for size in range(10):
+        clock.forward(choose, key=size)
+    assert len(choose.states) == 3
+    assert (9, 2) in choose.states and (0, 2) not in choose.states  # the oldest went

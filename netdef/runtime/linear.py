@@ -63,7 +63,7 @@ class Parameter(nn.Module):
 class ConvReLU(nn.Conv2d):
     """A convolution and the ReLU after it (optimize=True's fusion). On the CPU, with no
     gradient to keep, oneDNN applies the ReLU as it writes the convolution's output: one op and
-    one pass instead of two (GoogLeNet 12%, SqueezeNet 22% faster at 2 threads). Elsewhere, and
+    one pass instead of two (the zoo 8% faster at 2 threads, bench/bench_fusion.py). Elsewhere, and
     while torch traces the module for export or compilation, the two stock ops."""
 
     def forward(self, x):

@@ -28,9 +28,13 @@ class ThreadChooser:
     def __init__(self):
         self.states = {}
 
+    MAX_SHAPES = 256  # a net fed images of every size forgets the oldest records first
+
     @contextlib.contextmanager
     def __call__(self, key):
         requested = torch.get_num_threads()
+        if (key, requested) not in self.states and len(self.states) >= self.MAX_SHAPES:
+            del self.states[next(iter(self.states))]
         state = self.states.setdefault((key, requested), _State())
         threads = state.choose(requested)
         if threads != requested:
