@@ -1,8 +1,11 @@
-"""optimize=True with and without the convolution + ReLU fusion (ConvReLU), with OpenCV 4.12's
-Caffe importer as the peer: quiet, 2 threads each, interleaved in one process (one forward of
-each per round), on the zoo's nets (bench_zoo.py). Prints the medians and the ratios.
+"""optimize=True with and without one of its passes, with OpenCV 4.12's Caffe importer as the
+peer: quiet, 2 threads each, interleaved in one process (one forward of each per round).
+By default the convolution + ReLU fusion (ConvReLU) on the zoo's nets (bench_zoo.py);
+`--upsampling` instead times densify_upsampling on the nets it rewrites: the flagship FCN-8s
+(models/fcn8s.prototxt, whose upsampling has one group per class) at 500 x 500. Prints the
+medians and the ratios.
 
-Run: python bench/bench_fusion.py [--rounds N] [--nets NAME,...]
+Run: python bench/bench_fusion.py [--rounds N] [--nets NAME,...] [--upsampling]
 """
 from __future__ import annotations
 
@@ -17,49 +20,69 @@ import torch
 from netdef.compiler import optimize as passes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_optimize import ROOT, seeded_weights  # noqa: E402
 from bench_zoo import cpu_kind, geomean, medians, runners, zoo  # noqa: E402
 
 
-def unfused(prototxt, weights):
-    """optimize=True with the fusion pass switched off for this one build."""
-    kept = passes.fuse_convolution_relu
-    passes.fuse_convolution_relu = lambda module: 0
+def without(pass_name: str, prototxt, weights):
+    """optimize=True with one pass switched off for this one build."""
+    kept = getattr(passes, pass_name)
+    setattr(passes, pass_name, lambda module: 0)
     try:
         return netdef.load(prototxt, weights, optimize=True)
     finally:
-        passes.fuse_convolution_relu = kept
+        setattr(passes, pass_name, kept)
+
+
+def flagship(folder: Path) -> dict:
+    """The nets densify_upsampling rewrites, with seeded weights: the flagship FCN-8s, its
+    TRAIN-only layers left out (OpenCV reads every layer whatever its phase)."""
+    from google.protobuf import text_format
+
+    from netdef.proto import netdef_pb2 as pb
+
+    net = text_format.Parse((ROOT / "models" / "fcn8s.prototxt").read_text(), pb.NetParameter())
+    kept = [layer for layer in net.layer if all(rule.phase != pb.TRAIN for rule in layer.include)]
+    del net.layer[:]
+    net.layer.extend(kept)
+    prototxt, weights = folder / "fcn8s.prototxt", folder / "fcn8s.caffemodel"
+    prototxt.write_text(text_format.MessageToString(net))
+    seeded_weights(prototxt, weights)
+    return {"FCN-8s (flagship)": (prototxt, weights, (1, 3, 500, 500))}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--nets", default="", help="comma-separated names (default: all)")
+    parser.add_argument("--upsampling", action="store_true",
+                        help="time densify_upsampling on the flagship FCN-8s instead")
     args = parser.parse_args()
+    pass_name = "densify_upsampling" if args.upsampling else "fuse_convolution_relu"
     import cv2
 
     torch.set_num_threads(2)
     cv2.setNumThreads(2)
     print(f"# {cpu_kind()}, torch {torch.__version__}, OpenCV {cv2.__version__}, 2 threads "
-          f"each, {args.rounds} quiet rounds; medians in ms")
-    print("| net | unfused | fused | OpenCV | fused / unfused | unfused / OpenCV | "
-          "fused / OpenCV |")
+          f"each, {args.rounds} quiet rounds; {pass_name} off and on; medians in ms")
+    print("| net | off | on | OpenCV | on / off | off / OpenCV | on / OpenCV |")
     print("|---|---|---|---|---|---|---|")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         wanted = [name for name in args.nets.split(",") if name]
-        for name, (prototxt, weights, shape) in zoo(Path(tmp), wanted).items():
-            runs = runners(prototxt, weights, shape, unfused=unfused(prototxt, weights),
-                           fused=netdef.load(prototxt, weights, optimize=True))
+        nets = flagship(Path(tmp)) if args.upsampling else zoo(Path(tmp), wanted)
+        for name, (prototxt, weights, shape) in nets.items():
+            runs = runners(prototxt, weights, shape, off=without(pass_name, prototxt, weights),
+                           on=netdef.load(prototxt, weights, optimize=True))
             ms = medians(runs, args.rounds)
-            row = {"gain": ms["fused"] / ms["unfused"], "unfused": ms["unfused"] / ms["opencv"],
-                   "fused": ms["fused"] / ms["opencv"]}
+            row = {"gain": ms["on"] / ms["off"], "off": ms["off"] / ms["opencv"],
+                   "on": ms["on"] / ms["opencv"]}
             rows.append(row)
-            print(f"| {name} | {ms['unfused']:.1f} | {ms['fused']:.1f} | {ms['opencv']:.1f} | "
-                  f"{row['gain']:.2f} | {row['unfused']:.2f}x | {row['fused']:.2f}x |",
-                  flush=True)
+            print(f"| {name} | {ms['off']:.1f} | {ms['on']:.1f} | {ms['opencv']:.1f} | "
+                  f"{row['gain']:.2f} | {row['off']:.2f}x | {row['on']:.2f}x |", flush=True)
     means = {key: geomean(row[key] for row in rows) for key in rows[0]}
-    print(f"| **geometric mean** | | | | **{means['gain']:.2f}** | **{means['unfused']:.2f}x** | "
-          f"**{means['fused']:.2f}x** |")
+    print(f"| **geometric mean** | | | | **{means['gain']:.2f}** | **{means['off']:.2f}x** | "
+          f"**{means['on']:.2f}x** |")
 
 
 if __name__ == "__main__":

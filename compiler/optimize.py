@@ -82,9 +82,9 @@ def _is_identity(layer: nn.Module) -> bool:
 # ------------------------------------------------------------------ upsampling
 # A transposed convolution with one group per channel (FCN's bilinear upsampling) runs on
 # per-channel kernels that CUDA makes slow; written dense, with block-diagonal weights, it runs
-# on tensor cores: FCN-8s in bf16 on an H200 went from 3.78 to 2.26 ms, and the CPU time stayed
-# the same (bench/results/2026-12-04-cuda-h200-graphs.txt). It costs `channels` times the
-# layer's FLOPs, so only layers this narrow are rewritten.
+# on tensor cores: FCN-8s in bf16 on an H200 went from 3.78 to 2.26 ms, and on 2 CPU cores it
+# took 0.92 of the time (bench/results/2026-12-04-cuda-h200-graphs.txt, -upsampling-cpu.txt).
+# It costs `channels` times the layer's FLOPs, so only layers this narrow are rewritten.
 DENSE_UPSAMPLING_CHANNELS = 64
 
 
