@@ -220,11 +220,11 @@ def fcn8s_section(folder: Path, rounds: int, rate: float, deadline: float) -> di
     for key, value in log.items():
         print(f"- {key}: {value}")
     if time.monotonic() < deadline:
-        log["aoti"] = aoti_probes(folder, variants, x, reference)
+        log["aoti"] = aoti_probes(folder, x, reference)
     return {"medians_ms": medians, "errors": errors, "flops": flops, "floor_ms": floor_ms, **log}
 
 
-def aoti_probes(folder: Path, variants: dict, x: torch.Tensor, reference: torch.Tensor) -> list:
+def aoti_probes(folder: Path, x: torch.Tensor, reference: torch.Tensor) -> list:
     """FCN-8s's optimized bf16 module as an AOTInductor package for CUDA, loaded and timed by
     bench/aoti_probe.py in fresh processes, with netdef's loader and with torch's."""
     from netdef.compiler.codegen import export_program
