@@ -1,14 +1,19 @@
 """Busy machines: thread policies for CPU forwards, quiet and busy, against OpenCV 4.12's Caffe
-importer. "chooser": netdef's default (netdef/runtime/threads.py: forwards far slower than
-their best are timed against one thread, and the faster count is kept). "fixed": torch's 2
-threads always. "free": a policy tried on 2026-12-04 and left out of netdef, kept here to be
-measured again: each forward takes the cores other processes leave free (read from /proc at
-most every 0.2 s), so one thread on a busy 2-core machine. optimize=True modules, interleaved
-in one process, one forward of each per round; "busy" is the same rounds while two processes
-spin on the same cores. Prints each one's slowdown (busy median over quiet median) per net and
-the geometric means.
+importer.
+- "chooser": netdef's default (netdef/runtime/threads.py): forwards far slower than their best
+  are timed against one thread and against shared work, and the fastest is kept.
+- "unshared": the same chooser with one thread as its only fallback.
+- "fixed": torch's 2 threads always.
+- "shared": always the chooser's shared mode (one OpenMP thread each for the caller and a helper
+  thread, big convolutions cut into chunks that either takes).
+- "free": a policy tried on 2026-12-04 and left out of netdef, kept here to be measured again:
+  each forward takes the cores other processes leave free (read from /proc at most every
+  0.2 s), so one thread on a busy 2-core machine.
+optimize=True modules, interleaved in one process, one forward of each per round; "busy" is the
+same rounds while two processes spin on the same cores. Prints each one's slowdown (busy median
+over quiet median) per net and the geometric means.
 
-Run: python bench/bench_threads.py [--nets NAME,...] [--rounds N] [--repeats N]
+Run: python bench/bench_threads.py [--nets NAME,...] [--rounds N] [--repeats N] [--kinds K,...]
 """
 from __future__ import annotations
 
@@ -23,9 +28,12 @@ from pathlib import Path
 import netdef  # first: netdef sets its OpenMP default before torch loads  # isort: skip
 import torch
 
+from netdef.runtime import threads
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_zoo import busy_medians, cpu_kind, geomean, medians, runners, zoo  # noqa: E402
 
+KINDS = ("chooser", "unshared", "fixed", "shared", "free", "opencv")
 SMALL_OPS = "nsfw,ResNet-50,GoogLeNet,MobileNet,SqueezeNet,DenseNet-121"
 
 CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -36,11 +44,11 @@ def free_cores():  # the policy tried as netdef's default on 2026-12-04, then ta
     """torch's thread count lowered to the free cores (at least one) for the block, then the
     caller's again."""
     requested = torch.get_num_threads()
-    threads = max(1, min(requested, CPUS - _recent_others()))
-    if threads == requested:
+    count = max(1, min(requested, CPUS - _recent_others()))
+    if count == requested:
         yield
         return
-    torch.set_num_threads(threads)
+    torch.set_num_threads(count)
     try:
         yield
     finally:
@@ -96,13 +104,24 @@ def with_free_cores(forward):
     return run
 
 
-def slowdowns(prototxt, weights, shape, rounds: int) -> dict:
-    """kind -> (quiet ms, busy ms) for free-core threads, fixed 2 threads and OpenCV."""
+def shared(forward):
+    def run():
+        with threads.running(threads.SHARED, torch.get_num_threads()):
+            forward()
+    return run
+
+
+def slowdowns(prototxt, weights, shape, rounds: int, kinds) -> dict:
+    """kind -> (quiet ms, busy ms) for each of `kinds`."""
     fixed = netdef.load(prototxt, weights, optimize=True)
     fixed.caffe_thread_chooser = None  # always the caller's 2 threads
-    runs = runners(prototxt, weights, shape, fixed=fixed,
+    unshared = netdef.load(prototxt, weights, optimize=True)
+    unshared.caffe_thread_chooser = threads.ThreadChooser(fallbacks=(1,))
+    runs = runners(prototxt, weights, shape, fixed=fixed, unshared=unshared,
                    chooser=netdef.load(prototxt, weights, optimize=True))
     runs["free"] = with_free_cores(runs["fixed"])
+    runs["shared"] = shared(runs["fixed"])
+    runs = {kind: runs[kind] for kind in kinds}
     quiet = medians(runs, rounds)
     busy = busy_medians(runs, rounds)
     return {kind: (quiet[kind], busy[kind]) for kind in runs}
@@ -113,6 +132,7 @@ def main() -> None:
     parser.add_argument("--nets", default=SMALL_OPS)
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--kinds", default=",".join(KINDS))
     args = parser.parse_args()
     import cv2
 
@@ -120,7 +140,7 @@ def main() -> None:
     cv2.setNumThreads(2)
     print(f"# {cpu_kind()}, torch {torch.__version__}, OpenCV {cv2.__version__}, 2 threads "
           f"each; {args.rounds} quiet and {args.rounds} busy rounds; slowdown = busy / quiet")
-    kinds = ("chooser", "fixed", "free", "opencv")
+    kinds = args.kinds.split(",")
     print("| repeat | net | " + " | ".join(f"{kind} quiet ms | {kind} busy ms" for kind in kinds)
           + " | " + " | ".join(f"slowdown {kind}" for kind in kinds) + " |")
     print("|---" * (2 + 3 * len(kinds)) + "|")
@@ -129,7 +149,7 @@ def main() -> None:
         for repeat in range(1, args.repeats + 1):
             rows = []
             for name, files in nets.items():
-                times = slowdowns(*files, args.rounds)
+                times = slowdowns(*files, args.rounds, kinds)
                 row = {kind: busy / quiet for kind, (quiet, busy) in times.items()}
                 rows.append(row)
                 cells = " | ".join(f"{times[k][0]:.1f} | {times[k][1]:.1f}" for k in kinds)
