@@ -1,17 +1,12 @@
 """Busy machines: thread policies for CPU forwards, quiet and busy, against OpenCV 4.12's Caffe
-importer.
-- "chooser": netdef's default (netdef/runtime/threads.py): forwards far slower than their best
-  are timed against one thread and against shared work, and the fastest is kept.
-- "unshared": the same chooser with one thread as its only fallback.
-- "fixed": torch's 2 threads always.
-- "shared": always the chooser's shared mode (one OpenMP thread each for the caller and a helper
-  thread, big convolutions cut into chunks that either takes).
-- "free": a policy tried on 2026-12-04 and left out of netdef, kept here to be measured again:
-  each forward takes the cores other processes leave free (read from /proc at most every
-  0.2 s), so one thread on a busy 2-core machine.
-optimize=True modules, interleaved in one process, one forward of each per round; "busy" is the
-same rounds while two processes spin on the same cores. Prints each one's slowdown (busy median
-over quiet median) per net and the geometric means.
+importer. "chooser": netdef's default (netdef/runtime/threads.py: forwards far slower than
+their best are timed against one thread, and the count with the faster recent mean is kept).
+"fixed": torch's 2 threads always. "free": a policy tried on 2026-12-04 and left out of netdef,
+kept here to be measured again: each forward takes the cores other processes leave free (read
+from /proc at most every 0.2 s), so one thread on a busy 2-core machine. optimize=True modules,
+interleaved in one process, one forward of each per round; "busy" is the same rounds while two
+processes spin on the same cores. Prints each one's slowdown (busy median over quiet median)
+per net and the geometric means.
 
 Run: python bench/bench_threads.py [--nets NAME,...] [--rounds N] [--repeats N] [--kinds K,...]
 """
@@ -28,12 +23,10 @@ from pathlib import Path
 import netdef  # first: netdef sets its OpenMP default before torch loads  # isort: skip
 import torch
 
-from netdef.runtime import threads
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_zoo import busy_medians, cpu_kind, geomean, medians, runners, zoo  # noqa: E402
 
-KINDS = ("chooser", "unshared", "fixed", "shared", "free", "opencv")
+KINDS = ("chooser", "fixed", "free", "opencv")
 SMALL_OPS = "nsfw,ResNet-50,GoogLeNet,MobileNet,SqueezeNet,DenseNet-121"
 
 CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -44,11 +37,11 @@ def free_cores():  # the policy tried as netdef's default on 2026-12-04, then ta
     """torch's thread count lowered to the free cores (at least one) for the block, then the
     caller's again."""
     requested = torch.get_num_threads()
-    count = max(1, min(requested, CPUS - _recent_others()))
-    if count == requested:
+    threads = max(1, min(requested, CPUS - _recent_others()))
+    if threads == requested:
         yield
         return
-    torch.set_num_threads(count)
+    torch.set_num_threads(threads)
     try:
         yield
     finally:
@@ -104,23 +97,13 @@ def with_free_cores(forward):
     return run
 
 
-def shared(forward):
-    def run():
-        with threads.running(threads.SHARED, torch.get_num_threads()):
-            forward()
-    return run
-
-
 def slowdowns(prototxt, weights, shape, rounds: int, kinds) -> dict:
-    """kind -> (quiet ms, busy ms) for each of `kinds`."""
+    """kind -> (quiet ms, busy ms) for each of `kinds`: policies and OpenCV."""
     fixed = netdef.load(prototxt, weights, optimize=True)
     fixed.caffe_thread_chooser = None  # always the caller's 2 threads
-    unshared = netdef.load(prototxt, weights, optimize=True)
-    unshared.caffe_thread_chooser = threads.ThreadChooser(fallbacks=(1,))
-    runs = runners(prototxt, weights, shape, fixed=fixed, unshared=unshared,
+    runs = runners(prototxt, weights, shape, fixed=fixed,
                    chooser=netdef.load(prototxt, weights, optimize=True))
     runs["free"] = with_free_cores(runs["fixed"])
-    runs["shared"] = shared(runs["fixed"])
     runs = {kind: runs[kind] for kind in kinds}
     quiet = medians(runs, rounds)
     busy = busy_medians(runs, rounds)

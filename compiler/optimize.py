@@ -6,8 +6,7 @@ leave the numbers as they were, up to float rounding.
   into the Convolution, Deconvolution or InnerProduct before it when that producer feeds nothing
   else; elsewhere the chain becomes one ChannelAffine op (two elementwise passes become one).
 - Transposed convolutions with one group per channel (FCN's upsampling) become dense ones.
-- A Conv2d and the ReLU that alone reads it become one ConvReLU (oneDNN's fused op on the CPU),
-  and other Conv2ds SharedConv2ds: both split their work between threads on a busy machine.
+- A Conv2d and the ReLU that alone reads it become one ConvReLU (oneDNN's fused op on the CPU).
 - 4-D weights and image inputs go channels_last, which oneDNN's CPU convolutions run without
   reordering (nsfw's ResNet-50: 43 -> 29 ms at 2 threads on a 2-core machine).
 
@@ -40,7 +39,6 @@ def optimize(module: fx.GraphModule) -> fx.GraphModule:
     # (weights.OPTIMIZED), and nothing binds it to a faithful module by mistake
     module.caffe_weights_rewritten = fold_channel_affines(module) + densified > 0
     fuse_convolution_relu(module)  # after the folds: a folded chain leaves the two adjacent
-    share_convolutions(module)
     module.graph.eliminate_dead_code()
     module.graph.lint()
     module.recompile()
@@ -126,31 +124,16 @@ def fuse_convolution_relu(module: fx.GraphModule) -> int:
         convolution = module.get_submodule(source.target)
         if type(convolution) is not nn.Conv2d or convolution.padding_mode != "zeros":
             continue
-        _replace_convolution(module, source.target, "ConvReLU")
+        spec = module.caffe_specs[source.target]
+        spec = runtime("ConvReLU", spec.blobs, **spec.kwargs)
+        fused_module = spec.build().to(convolution.weight)
+        fused_module.load_state_dict(convolution.state_dict())
+        setattr(module, source.target, fused_module)
+        module.caffe_specs[source.target] = spec
         node.replace_all_uses_with(source)
         module.graph.erase_node(node)
         fused += 1
     return fused
-
-
-def share_convolutions(module: fx.GraphModule) -> int:
-    """The other Conv2ds become SharedConv2ds (the same tensors, torch's forward on a quiet
-    machine); returns how many."""
-    targets = [*dict.fromkeys(node.target for node in module.graph.nodes if node.op == "call_module"
-               and type(module.get_submodule(node.target)) is nn.Conv2d
-               and module.get_submodule(node.target).padding_mode == "zeros")]
-    for target in targets:
-        _replace_convolution(module, target, "SharedConv2d")
-    return len(targets)
-
-
-def _replace_convolution(module: fx.GraphModule, target: str, kind: str) -> None:
-    convolution = module.get_submodule(target)
-    spec = runtime(kind, module.caffe_specs[target].blobs, **module.caffe_specs[target].kwargs)
-    replacement = spec.build().to(convolution.weight)
-    replacement.load_state_dict(convolution.state_dict())
-    setattr(module, target, replacement)
-    module.caffe_specs[target] = spec
 
 
 # ------------------------------------------------------------------ affine chains

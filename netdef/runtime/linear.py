@@ -1,14 +1,10 @@
 """Layers with a learned matrix in Caffe's blob layout: InnerProduct (axis, transpose),
-Embed, Im2col, Parameter; and optimize=True's convolutions, SharedConv2d and ConvReLU."""
+Embed, Im2col, Parameter."""
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from . import threads
 
 
 class InnerProduct(nn.Module):
@@ -64,62 +60,18 @@ class Parameter(nn.Module):
         return self.weight
 
 
-class SharedConv2d(nn.Conv2d):
-    """optimize=True's Conv2d: torch's, except in a forward that shares its work
-    (runtime/threads.py, on a busy machine): then a big convolution is cut by output channels
-    into chunks that the caller and the helper threads take as each comes free."""
-
-    post_op = "none"  # what oneDNN applies as it writes the output
-
-    # below this, cutting and joining the output costs more than a second thread gains
-    SHARED_FLOPS = 2e7
-
-    def forward(self, x):
-        if not _fusable(x, self.weight):  # also while torch traces: the stock ops
-            return self._stock(x)
-        helpers = threads.helpers()
-        if helpers is not None and self._shareable(x):
-            return self._shared(x, helpers)
-        if self.post_op == "none":
-            return self._stock(x)
-        return self._onednn(x, self.weight, self.bias)
-
-    def _stock(self, x):
-        return super().forward(x)
-
-    def _onednn(self, x, weight, bias):
-        return torch.ops.mkldnn._convolution_pointwise(
-            x, weight, bias, list(self.padding), list(self.stride), list(self.dilation),
-            self.groups, self.post_op, [], "")
-
-    def _shareable(self, x) -> bool:
-        if self.groups != 1 or self.padding_mode != "zeros" or x.dim() != 4:
-            return False
-        flops = 2 * self.weight.numel() * x.shape[0] * x.shape[2] * x.shape[3]
-        return flops / math.prod(self.stride) >= self.SHARED_FLOPS
-
-    def _shared(self, x, helpers):
-        chunks = helpers.count + 1
-        step = 8 * math.ceil(self.out_channels / chunks / 8)  # whole SIMD blocks of channels
-        starts = range(0, self.out_channels, step)
-
-        def chunk(index):
-            part = slice(starts[index], starts[index] + step)
-            return self._onednn(x, self.weight[part],
-                                None if self.bias is None else self.bias[part])
-        return torch.cat(helpers.map(chunk, len(starts)), 1)
-
-
-class ConvReLU(SharedConv2d):
+class ConvReLU(nn.Conv2d):
     """A convolution and the ReLU after it (optimize=True's fusion). On the CPU, with no
     gradient to keep, oneDNN applies the ReLU as it writes the convolution's output: one op and
     one pass instead of two (the zoo 8% faster at 2 threads, bench/bench_fusion.py). Elsewhere, and
     while torch traces the module for export or compilation, the two stock ops."""
 
-    post_op = "relu"
-
-    def _stock(self, x):
-        return F.relu(super()._stock(x))
+    def forward(self, x):
+        if _fusable(x, self.weight):
+            return torch.ops.mkldnn._convolution_pointwise(
+                x, self.weight, self.bias, list(self.padding), list(self.stride),
+                list(self.dilation), self.groups, "relu", [], "")
+        return F.relu(super().forward(x))
 
 
 def _fusable(x, weight) -> bool:
