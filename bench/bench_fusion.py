@@ -2,10 +2,11 @@
 peer: quiet, 2 threads each, interleaved in one process (one forward of each per round).
 By default the convolution + ReLU fusion (ConvReLU) on the zoo's nets (bench_zoo.py);
 `--upsampling` instead times densify_upsampling on the nets it rewrites: the flagship FCN-8s
-(models/fcn8s.prototxt, whose upsampling has one group per class) at 500 x 500. Prints the
-medians and the ratios.
+(models/fcn8s.prototxt, whose upsampling has one group per class) at 500 x 500. `--packing`
+times the packed convolution weights (PackedConv2d and ConvReLU) against the same module with
+oneDNN given the plain weights at each call. Prints the medians and the ratios.
 
-Run: python bench/bench_fusion.py [--rounds N] [--nets NAME,...] [--upsampling]
+Run: python bench/bench_fusion.py [--rounds N] [--nets NAME,...] [--upsampling | --packing]
 """
 from __future__ import annotations
 
@@ -34,6 +35,17 @@ def without(pass_name: str, prototxt, weights):
         setattr(passes, pass_name, kept)
 
 
+def unpacked(prototxt, weights):
+    """optimize=True with its convolutions handing oneDNN the plain weights at every call."""
+    from netdef.runtime import PackedConv2d
+
+    module = netdef.load(prototxt, weights, optimize=True)
+    for layer in module.modules():
+        if isinstance(layer, PackedConv2d):
+            layer._packed = lambda x, layer=layer: layer.weight
+    return module
+
+
 def flagship(folder: Path) -> dict:
     """The nets densify_upsampling rewrites, with seeded weights: the flagship FCN-8s, its
     TRAIN-only layers left out (OpenCV reads every layer whatever its phase)."""
@@ -57,8 +69,12 @@ def main() -> None:
     parser.add_argument("--nets", default="", help="comma-separated names (default: all)")
     parser.add_argument("--upsampling", action="store_true",
                         help="time densify_upsampling on the flagship FCN-8s instead")
+    parser.add_argument("--packing", action="store_true",
+                        help="time packed convolution weights instead")
     args = parser.parse_args()
     pass_name = "densify_upsampling" if args.upsampling else "fuse_convolution_relu"
+    if args.packing:
+        pass_name = "packed weights"
     import cv2
 
     torch.set_num_threads(2)
@@ -72,7 +88,9 @@ def main() -> None:
         wanted = [name for name in args.nets.split(",") if name]
         nets = flagship(Path(tmp)) if args.upsampling else zoo(Path(tmp), wanted)
         for name, (prototxt, weights, shape) in nets.items():
-            runs = runners(prototxt, weights, shape, off=without(pass_name, prototxt, weights),
+            off = (unpacked(prototxt, weights) if args.packing
+                   else without(pass_name, prototxt, weights))
+            runs = runners(prototxt, weights, shape, off=off,
                            on=netdef.load(prototxt, weights, optimize=True))
             ms = medians(runs, args.rounds)
             row = {"gain": ms["on"] / ms["off"], "off": ms["off"] / ms["opencv"],

@@ -58,7 +58,8 @@ def test_model_py_reproduces_load_exactly(cli, tmp_path, zoo, optimized):
     report = json.loads((out / "report.json").read_text())
     assert report["name"] == "zoo" and {"name", "shape", "producer", "rf"} <= set(report["blobs"][0])
     source = (out / "model.py").read_text()
-    assert "torch.nn.Conv2d(in_channels=4, out_channels=6" in source
+    convolution = "netdef.runtime.PackedConv2d" if optimized else "torch.nn.Conv2d"
+    assert f"{convolution}(in_channels=4, out_channels=6" in source
     assert "('lrn_within', 'LRN', " in source  # Caffe names and lines stay visible, as literals
 
 

@@ -20,7 +20,7 @@ from netdef.runtime.detection import DetectionOutput, PriorBox, Proposal
 from netdef.runtime.loss import SmoothL1Loss
 from netdef.runtime.roi import PSROIPooling
 
-from .test_forks import FASTER_RCNN, FORKS, detection_rows, relative_l2, run_both
+from .test_forks import FASTER_RCNN, FORKS, paired_rows, relative_l2, run_both
 
 CACHE = Path(os.environ.get("NETDEF_CACHE", Path.home() / ".cache" / "netdef"))
 
@@ -367,8 +367,7 @@ def test_real_face_detector_gives_opencvs_detections(face_detector):
     net.setInput(image)
     theirs = net.forward()
     assert ours.shape == theirs.shape and ours.shape[2] > 10
-    np.testing.assert_allclose(detection_rows(ours.numpy()), detection_rows(theirs), rtol=1e-4,
-                               atol=1e-5)
+    np.testing.assert_allclose(*paired_rows(ours.numpy(), theirs), rtol=1e-4, atol=1e-5)
 
 
 # ---------------------------------------------------------------- netdef run on detectors

@@ -134,11 +134,19 @@ def relative_l2(ours, theirs) -> float:
     return float(np.linalg.norm(ours - theirs) / max(np.linalg.norm(theirs), 1e-30))
 
 
-def detection_rows(rows: np.ndarray) -> np.ndarray:
-    """Detections (... x 7) as a row set: sorted by image, label, score and corners, rounded
-    for the order only, so that float noise cannot swap two near-equal rows."""
-    rows = rows.reshape(-1, 7)
-    return rows[np.lexsort(np.round(rows, 3).T[::-1])]
+def paired_rows(ours: np.ndarray, theirs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Two detection sets (... x 7) as rows paired nearest to nearest, in `theirs`' order. No
+    sorting key: float noise can put a value on either side of any rounding, and order two
+    near-equal rows either way."""
+    ours, theirs = ours.reshape(-1, 7), theirs.reshape(-1, 7)
+    assert len(ours) == len(theirs), (len(ours), len(theirs))
+    free = np.ones(len(ours), dtype=bool)
+    order = []
+    for row in theirs:
+        distance = np.where(free, np.abs(ours - row).max(axis=1), np.inf)
+        order.append(int(distance.argmin()))
+        free[order[-1]] = False
+    return ours[order], theirs
 
 
 @pytest.mark.slow
@@ -149,8 +157,7 @@ def test_matches_opencv(name, tmp_path):
         reference = theirs[blob]
         if blob == "detection_out":
             assert value.shape == reference.shape, (value.shape, reference.shape)
-            np.testing.assert_allclose(detection_rows(value), detection_rows(reference),
-                                       rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(*paired_rows(value, reference), rtol=1e-4, atol=1e-5)
             assert len(value.reshape(-1, 7)) > 10  # a weak test would compare no detections
             continue
         reference = reference.reshape(value.shape)
@@ -220,8 +227,7 @@ def test_mobilenet_ssd_matches_opencv(tmp_path):
     ours, theirs = run_both(path, tmp_path)
     value, reference = ours["detection_out"], theirs["detection_out"]
     assert value.shape == reference.shape and value.shape[2] > 10
-    np.testing.assert_allclose(detection_rows(value), detection_rows(reference), rtol=1e-4,
-                               atol=1e-5)
+    np.testing.assert_allclose(*paired_rows(value, reference), rtol=1e-4, atol=1e-5)
 
 
 def test_parsenet_trains_a_step_forward():

@@ -3,9 +3,12 @@ the faithful module on hand-built nets and every deploy-style corpus net, and ag
 4.12 on the real nsfw ResNet-50 (BatchNorm + Scale after every convolution)."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 import netdef
 import netdef.compiler.codegen
@@ -88,6 +91,76 @@ def test_convolution_relu_fuses_and_still_takes_gradients():
     torch.testing.assert_close(x.grad, expected, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("groups, stride, dilation", [(1, 1, 1), (4, 2, 1), (8, 1, 2)])
+def test_packed_convolutions_give_the_stock_numbers(groups, stride, dilation):
+    """PackedConv2d and ConvReLU run on oneDNN's packed copy of their weights (one per input
+    shape), and give what a stock Conv2d (then ReLU) gives, in either memory layout; a weight
+    changed in place or replaced packs again, and a copied module packs anew."""
+    from netdef.runtime import ConvReLU, PackedConv2d
+
+    torch.manual_seed(0)
+    options = dict(padding=1, stride=stride, dilation=dilation, groups=groups)
+    stock = nn.Conv2d(8, 8, 3, **options)
+    packed, fused = PackedConv2d(8, 8, 3, **options), ConvReLU(8, 8, 3, **options)
+    packed.load_state_dict(stock.state_dict())
+    fused.load_state_dict(stock.state_dict())
+
+    def same_numbers(x):
+        with torch.no_grad():
+            expected = stock(x)
+            torch.testing.assert_close(packed(x), expected, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(fused(x), expected.relu(), rtol=1e-5, atol=1e-5)
+
+    for shape in ((1, 8, 9, 9), (3, 8, 12, 7)):
+        for layout in (torch.contiguous_format, torch.channels_last):
+            same_numbers(torch.randn(shape).contiguous(memory_format=layout))
+    assert len(packed.__dict__["_packs"]) == 2  # the packed path ran, once per shape
+    with torch.no_grad():
+        for layer in (stock, packed, fused):
+            layer.weight.mul_(-2)
+    same_numbers(torch.randn(1, 8, 9, 9))
+    replacement = torch.randn_like(stock.weight)
+    for layer in (stock, packed, fused):
+        layer.weight = nn.Parameter(replacement.clone())
+    same_numbers(torch.randn(1, 8, 9, 9))
+    packed, fused = copy.deepcopy(packed), copy.deepcopy(fused)
+    assert not packed.__dict__["_packs"]
+    same_numbers(torch.randn(1, 8, 9, 9))
+
+
+PLAIN_CONVOLUTION = '''input: "data" input_shape { dim: 1 dim: 3 dim: 10 dim: 10 }
+layer { name: "c" type: "Convolution" bottom: "data" top: "c"
+  convolution_param { num_output: 4 kernel_size: 3 weight_filler { type: "gaussian" }
+    bias_filler { type: "gaussian" } } }
+layer { name: "p" type: "Pooling" bottom: "c" top: "p" pooling_param { pool: MAX kernel_size: 2 } }
+'''
+
+
+def test_a_convolution_without_relu_is_packed_and_compiles(tmp_path):
+    faithful = netdef.load(PLAIN_CONVOLUTION)
+    optimized = netdef.load(PLAIN_CONVOLUTION, optimize=True)
+    assert type(optimized.c).__name__ == "PackedConv2d"
+    x = torch.randn(1, 3, 10, 10)
+    with torch.no_grad():
+        reference = faithful(data=x)["p"]
+        assert relative_l2(optimized(data=x)["p"].numpy(), reference.numpy()) <= 1e-5
+    net = tmp_path / "plain.prototxt"
+    net.write_text(PLAIN_CONVOLUTION)
+    netdef.compiler.codegen.compile_net(net, tmp_path / "out")
+    assert "netdef.runtime.PackedConv2d(" in (tmp_path / "out" / "model.py").read_text()
+    with torch.no_grad():
+        compiled = load_model_py(tmp_path / "out")(data=x)["p"]
+    assert relative_l2(compiled.numpy(), reference.numpy()) <= 1e-5
+
+
+def load_model_py(folder):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(f"model_{id(folder)}", folder / "model.py")
+    model = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(model)
+    return model.load()
+
+
 UPSAMPLING = '''input: "data" input_shape { dim: 2 dim: 3 dim: 9 dim: 9 }
 layer { name: "up" type: "Deconvolution" bottom: "data" top: "up"
   convolution_param { num_output: 3 group: 3 kernel_size: 4 stride: 2
@@ -117,12 +190,8 @@ def test_per_channel_upsampling_turns_dense(tmp_path):
     net = tmp_path / "up.prototxt"
     net.write_text(UPSAMPLING)
     netdef.compiler.codegen.compile_net(net, tmp_path / "out")
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("up_model", tmp_path / "out" / "model.py")
-    model = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(model)
     with torch.no_grad():
-        compiled = model.load()(data=x)["wide"]
+        compiled = load_model_py(tmp_path / "out")(data=x)["wide"]
     assert relative_l2(compiled.numpy(), reference.numpy()) <= 1e-5
 
 
