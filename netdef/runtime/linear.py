@@ -63,13 +63,14 @@ class Parameter(nn.Module):
 
 class PackedConv2d(nn.Conv2d):
     """A Conv2d that, on the CPU with no gradient to keep, runs on a copy of its weights that
-    oneDNN has reordered once into its own blocked layout for that input shape. A stock Conv2d
-    reorders them at every call: packed, the zoo's convolutions take 0.6-1.0 of the time
-    (bench/bench_fusion.py --packing). The copies follow the weight: an in-place change or a new
-    tensor packs again. Elsewhere, and while torch traces the module, the stock op."""
+    oneDNN has reordered once into its own blocked layout, for the input shape and thread count
+    at hand. A stock Conv2d hands oneDNN the plain weights at every call: packed, the zoo's
+    forwards take 0.75-0.95 of the time (bench/bench_fusion.py --packing). The copies follow
+    the weight: an in-place change or a new tensor packs again. Elsewhere, and while torch
+    traces the module, the stock op."""
 
     activation = "none"  # what oneDNN applies as it writes the output
-    MAX_SHAPES = 4  # packed copies kept: images of every size forget the old ones
+    MAX_COPIES = 8  # per input shape and thread count; images of every size forget old ones
 
     def forward(self, x):
         if _fusable(x, self.weight):
@@ -83,11 +84,14 @@ class PackedConv2d(nn.Conv2d):
 
     def _packed(self, x) -> torch.Tensor:
         weight = self.weight
-        key = (tuple(x.shape), weight.dtype, weight.data_ptr(), weight._version)
+        # the layout oneDNN picks depends on the thread count: nsfw's forwards on one thread
+        # (the thread chooser's fallback) took twice as long on copies packed for two
+        key = (tuple(x.shape), torch.get_num_threads(), weight.dtype, weight.data_ptr(),
+               weight._version)
         packs = self.__dict__.setdefault("_packs", _Packs())
         packed = packs.get(key)
         if packed is None:
-            if len(packs) >= self.MAX_SHAPES:
+            if len(packs) >= self.MAX_COPIES:
                 packs.clear()
             packed = packs[key] = torch.ops.mkldnn._reorder_convolution_weight(
                 weight.detach(), list(self.padding), list(self.stride), list(self.dilation),
