@@ -6,14 +6,17 @@ kept here to be measured again: each forward takes the cores other processes lea
 from /proc at most every 0.2 s), so one thread on a busy 2-core machine. optimize=True modules,
 interleaved in one process, one forward of each per round; "busy" is the same rounds while two
 processes spin on the same cores. Prints each one's slowdown (busy median over quiet median)
-per net and the geometric means.
+per net and the geometric means. `--trace NET` instead prints every busy round of one net:
+each policy's time and the thread count the chooser used ("one": one thread always).
 
 Run: python bench/bench_threads.py [--nets NAME,...] [--rounds N] [--repeats N] [--kinds K,...]
+     python bench/bench_threads.py --trace NET [--rounds N]
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import multiprocessing
 import os
 import sys
 import tempfile
@@ -24,7 +27,7 @@ import netdef  # first: netdef sets its OpenMP default before torch loads  # iso
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_zoo import busy_medians, cpu_kind, geomean, medians, runners, zoo  # noqa: E402
+from bench_zoo import busy_medians, cpu_kind, geomean, medians, runners, spin, zoo  # noqa: E402
 
 KINDS = ("chooser", "fixed", "free", "opencv")
 SMALL_OPS = "nsfw,ResNet-50,GoogLeNet,MobileNet,SqueezeNet,DenseNet-121"
@@ -110,12 +113,56 @@ def slowdowns(prototxt, weights, shape, rounds: int, kinds) -> dict:
     return {kind: (quiet[kind], busy[kind]) for kind in runs}
 
 
+def on_one_thread(forward):
+    def run():
+        requested = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            forward()
+        finally:
+            torch.set_num_threads(requested)
+    return run
+
+
+def trace(prototxt, weights, shape, rounds: int) -> None:
+    """Quiet rounds, then busy rounds printed one by one with the chooser's thread count."""
+    chooser = netdef.load(prototxt, weights, optimize=True)
+    fixed = netdef.load(prototxt, weights, optimize=True)
+    one = netdef.load(prototxt, weights, optimize=True)
+    fixed.caffe_thread_chooser = one.caffe_thread_chooser = None
+    runs = runners(prototxt, weights, shape, chooser=chooser, fixed=fixed, one=one)
+    runs["one"] = on_one_thread(runs["one"])
+    quiet = medians(runs, rounds)
+    print("quiet medians ms: " + ", ".join(f"{k} {v:.1f}" for k, v in quiet.items()))
+    spinners = [multiprocessing.Process(target=spin, daemon=True) for _ in range(2)]
+    for process in spinners:
+        process.start()
+    time.sleep(0.5)
+    try:
+        print("| busy round | chooser's threads | " + " | ".join(f"{k} ms" for k in runs) + " |")
+        print("|---" * (2 + len(runs)) + "|")
+        for number in range(1, rounds + 1):
+            row = {}
+            for kind, forward in runs.items():
+                start = time.perf_counter()
+                forward()
+                row[kind] = (time.perf_counter() - start) * 1000
+            state = next(iter(chooser.caffe_thread_chooser.states.values()))
+            used = min(state.since, key=state.since.get)  # the count that ran last
+            print(f"| {number} | {used} | " + " | ".join(f"{v:.1f}" for v in row.values())
+                  + " |", flush=True)
+    finally:
+        for process in spinners:
+            process.terminate()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--nets", default=SMALL_OPS)
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--kinds", default=",".join(KINDS))
+    parser.add_argument("--trace", metavar="NET", help="one net's busy rounds, one by one")
     args = parser.parse_args()
     import cv2
 
@@ -123,6 +170,11 @@ def main() -> None:
     cv2.setNumThreads(2)
     print(f"# {cpu_kind()}, torch {torch.__version__}, OpenCV {cv2.__version__}, 2 threads "
           f"each; {args.rounds} quiet and {args.rounds} busy rounds; slowdown = busy / quiet")
+    if args.trace:
+        with tempfile.TemporaryDirectory() as tmp:
+            (files,) = zoo(Path(tmp), [args.trace]).values()
+            trace(*files, args.rounds)
+        return
     kinds = args.kinds.split(",")
     print("| repeat | net | " + " | ".join(f"{kind} quiet ms | {kind} busy ms" for kind in kinds)
           + " | " + " | ".join(f"slowdown {kind}" for kind in kinds) + " |")
