@@ -3,7 +3,8 @@ importer. "chooser": netdef's default (netdef/runtime/threads.py: forwards far s
 their best are timed against one thread, and the count with the faster recent mean is kept).
 "fixed": torch's 2 threads always. "free": a policy tried on 2026-12-04 and left out of netdef,
 kept here to be measured again: each forward takes the cores other processes leave free (read
-from /proc at most every 0.2 s), so one thread on a busy 2-core machine. optimize=True modules,
+from /proc at most every 0.2 s), so one thread on a busy 2-core machine. "one" and "four": one
+and four threads always (four oversubscribes a 2-core machine). optimize=True modules,
 interleaved in one process, one forward of each per round; "busy" is the same rounds while two
 processes spin on the same cores. Prints each one's slowdown (busy median over quiet median)
 per net and the geometric means. `--trace NET` instead prints every busy round of one net:
@@ -29,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_zoo import busy_medians, cpu_kind, geomean, medians, runners, spin, zoo  # noqa: E402
 
-KINDS = ("chooser", "fixed", "free", "opencv")
+KINDS = ("chooser", "fixed", "free", "opencv")  # and "one", "four" when asked for
 SMALL_OPS = "nsfw,ResNet-50,GoogLeNet,MobileNet,SqueezeNet,DenseNet-121"
 
 CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -107,16 +108,17 @@ def slowdowns(prototxt, weights, shape, rounds: int, kinds) -> dict:
     runs = runners(prototxt, weights, shape, fixed=fixed,
                    chooser=netdef.load(prototxt, weights, optimize=True))
     runs["free"] = with_free_cores(runs["fixed"])
+    runs["one"], runs["four"] = on_threads(1, runs["fixed"]), on_threads(4, runs["fixed"])
     runs = {kind: runs[kind] for kind in kinds}
     quiet = medians(runs, rounds)
     busy = busy_medians(runs, rounds)
     return {kind: (quiet[kind], busy[kind]) for kind in runs}
 
 
-def on_one_thread(forward):
+def on_threads(count: int, forward):
     def run():
         requested = torch.get_num_threads()
-        torch.set_num_threads(1)
+        torch.set_num_threads(count)
         try:
             forward()
         finally:
@@ -131,7 +133,7 @@ def trace(prototxt, weights, shape, rounds: int) -> None:
     one = netdef.load(prototxt, weights, optimize=True)
     fixed.caffe_thread_chooser = one.caffe_thread_chooser = None
     runs = runners(prototxt, weights, shape, chooser=chooser, fixed=fixed, one=one)
-    runs["one"] = on_one_thread(runs["one"])
+    runs["one"] = on_threads(1, runs["one"])
     quiet = medians(runs, rounds)
     print("quiet medians ms: " + ", ".join(f"{k} {v:.1f}" for k, v in quiet.items()))
     spinners = [multiprocessing.Process(target=spin, daemon=True) for _ in range(2)]
