@@ -82,10 +82,10 @@ def load(prototxt, weights=None, *, phase: str = "TEST", inputs=None, device="cp
 
     `optimize=True` (TEST phase) folds BatchNorm, Scale and Bias chains into the convolution
     or inner product before them (one fused affine op elsewhere), drops Dropout and Split,
-    fuses each convolution with the ReLU after it and keeps oneDNN's packed copy of the
-    convolution weights (one more copy in memory): the same numbers up to float rounding, less
-    work per forward. The default module is
-    the faithful one, layer for layer, as training and weight export need it.
+    fuses each convolution with the ReLU after it and keeps oneDNN's packed copies of the
+    convolution weights (one per input shape and thread count in use, in memory beside them):
+    the same numbers up to float rounding, less work per forward. The default module is the
+    faithful one, layer for layer, as training and weight export need it.
 
     `outputs` names the blobs forward returns, internal ones included (a name rewritten in
     place means its last version); by default the net's outputs, the tops no layer reads

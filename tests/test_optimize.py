@@ -93,9 +93,9 @@ def test_convolution_relu_fuses_and_still_takes_gradients():
 
 @pytest.mark.parametrize("groups, stride, dilation", [(1, 1, 1), (4, 2, 1), (8, 1, 2)])
 def test_packed_convolutions_give_the_stock_numbers(groups, stride, dilation):
-    """PackedConv2d and ConvReLU run on oneDNN's packed copy of their weights (one per input
-    shape and thread count), and give what a stock Conv2d (then ReLU) gives, in either memory layout; a weight
-    changed in place or replaced packs again, and a copied module packs anew."""
+    """PackedConv2d and ConvReLU run on oneDNN's packed copies of their weights (one per input
+    shape and thread count) and give what a stock Conv2d (then ReLU) gives, in either memory
+    layout; a weight changed in place or replaced packs again, and a copied module anew."""
     from netdef.runtime import ConvReLU, PackedConv2d
 
     torch.manual_seed(0)
@@ -114,7 +114,8 @@ def test_packed_convolutions_give_the_stock_numbers(groups, stride, dilation):
     for shape in ((1, 8, 9, 9), (3, 8, 12, 7)):
         for layout in (torch.contiguous_format, torch.channels_last):
             same_numbers(torch.randn(shape).contiguous(memory_format=layout))
-    assert len(packed.__dict__["_packs"]) == 2  # the packed path ran, once per shape
+    packs = packed.__dict__.get("_packs", {})
+    assert len(packs) == 2 or not torch.backends.mkldnn.is_available()  # once per shape
     threads = torch.get_num_threads()
     try:  # oneDNN lays a weight out for the thread count too: one thread packs its own copy
         for count in (2, 1):
@@ -122,7 +123,7 @@ def test_packed_convolutions_give_the_stock_numbers(groups, stride, dilation):
             same_numbers(torch.randn(1, 8, 5, 5))
     finally:
         torch.set_num_threads(threads)
-    assert len(packed.__dict__["_packs"]) == 4
+    assert len(packs) == 4 or not torch.backends.mkldnn.is_available()
     with torch.no_grad():
         for layer in (stock, packed, fused):
             layer.weight.mul_(-2)
@@ -132,7 +133,7 @@ def test_packed_convolutions_give_the_stock_numbers(groups, stride, dilation):
         layer.weight = nn.Parameter(replacement.clone())
     same_numbers(torch.randn(1, 8, 9, 9))
     packed, fused = copy.deepcopy(packed), copy.deepcopy(fused)
-    assert not packed.__dict__["_packs"]
+    assert not packed.__dict__.get("_packs")
     same_numbers(torch.randn(1, 8, 9, 9))
 
 

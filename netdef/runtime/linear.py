@@ -1,6 +1,5 @@
 """Layers with a learned matrix in Caffe's blob layout: InnerProduct (axis, transpose),
-Embed, Im2col, Parameter; and
-optimize=True's convolutions, with packed weights and a fused ReLU."""
+Embed, Im2col, Parameter; and optimize=True's convolutions (packed weights, fused ReLU)."""
 from __future__ import annotations
 
 import torch
