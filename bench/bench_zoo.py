@@ -90,13 +90,19 @@ def busy_medians(runs: dict, rounds: int) -> dict:
 
 
 def medians(runs: dict, rounds: int) -> dict:
+    """Each kind's median forward in ms over `rounds` rounds of one forward each. The order
+    turns by one each round: a forward that runs just after OpenCV's shares the cores with
+    OpenCV's threads still awake (the thread chooser's quiet medians were up to 26% high when
+    it always ran there; docs/benchmarks.md, "Rounds in turning order")."""
     times = {kind: [] for kind in runs}
     for fn in runs.values():
         fn()  # warm-up
-    for _ in range(rounds):
-        for kind, fn in runs.items():
+    kinds = list(runs)
+    for number in range(rounds):
+        turn = number % len(kinds)
+        for kind in kinds[turn:] + kinds[:turn]:
             start = time.perf_counter()
-            fn()
+            runs[kind]()
             times[kind].append((time.perf_counter() - start) * 1000)
     return {kind: statistics.median(values) for kind, values in times.items()}
 
