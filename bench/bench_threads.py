@@ -4,7 +4,8 @@ their best are timed against one thread, and the count with the faster recent me
 "fixed": torch's 2 threads always. "free": a policy tried on 2026-12-04 and left out of netdef,
 kept here to be measured again: each forward takes the cores other processes leave free (read
 from /proc at most every 0.2 s), so one thread on a busy 2-core machine. "one" and "four": one
-and four threads always (four oversubscribes a 2-core machine). optimize=True modules,
+and four threads always (four oversubscribes a 2-core machine). "quick": the chooser with one
+more trigger, tried on 2026-12-05 and left out: a single forward over 3x the best. optimize=True modules,
 interleaved in one process, one forward of each per round; "busy" is the same rounds while two
 processes spin on the same cores. Prints each one's slowdown (busy median over quiet median)
 per net and the geometric means. `--trace NET` instead prints every busy round of one net:
@@ -27,10 +28,12 @@ from pathlib import Path
 import netdef  # first: netdef sets its OpenMP default before torch loads  # isort: skip
 import torch
 
+from netdef.runtime.threads import ThreadChooser, _State
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_zoo import busy_medians, cpu_kind, geomean, medians, runners, spin, zoo  # noqa: E402
 
-KINDS = ("chooser", "fixed", "free", "opencv")  # and "one", "four" when asked for
+KINDS = ("chooser", "fixed", "free", "opencv")  # and "one", "four", "quick" when asked for
 SMALL_OPS = "nsfw,ResNet-50,GoogLeNet,MobileNet,SqueezeNet,DenseNet-121"
 
 CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -101,11 +104,22 @@ def with_free_cores(forward):
     return run
 
 
+class _QuickState(_State):
+    """"quick": the chooser, but one forward over 3x the best puts one thread in play."""
+
+    def _update_slowed(self, recent: list) -> None:
+        super()._update_slowed(recent)
+        if recent and recent[-1] > 3 * self.best:
+            self.slowed = True
+
+
 def slowdowns(prototxt, weights, shape, rounds: int, kinds) -> dict:
     """kind -> (quiet ms, busy ms) for each of `kinds`: policies and OpenCV."""
     fixed = netdef.load(prototxt, weights, optimize=True)
     fixed.caffe_thread_chooser = None  # always the caller's 2 threads
-    runs = runners(prototxt, weights, shape, fixed=fixed,
+    quick = netdef.load(prototxt, weights, optimize=True)
+    quick.caffe_thread_chooser = ThreadChooser(state=_QuickState)
+    runs = runners(prototxt, weights, shape, fixed=fixed, quick=quick,
                    chooser=netdef.load(prototxt, weights, optimize=True))
     runs["free"] = with_free_cores(runs["fixed"])
     runs["one"], runs["four"] = on_threads(1, runs["fixed"]), on_threads(4, runs["fixed"])
