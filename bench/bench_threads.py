@@ -5,11 +5,12 @@ their best are timed against one thread, and the count with the faster recent me
 kept here to be measured again: each forward takes the cores other processes leave free (read
 from /proc at most every 0.2 s), so one thread on a busy 2-core machine. "one" and "four": one
 and four threads always (four oversubscribes a 2-core machine). "quick": the chooser with one
-more trigger, tried on 2026-12-05 and left out: a single forward over 3x the best. optimize=True modules,
-interleaved in one process, one forward of each per round; "busy" is the same rounds while two
-processes spin on the same cores. Prints each one's slowdown (busy median over quiet median)
-per net and the geometric means. `--trace NET` instead prints every busy round of one net:
-each policy's time and the thread count the chooser used ("one": one thread always).
+more trigger, tried on 2026-12-05 and left out: a single forward over 3x the best.
+optimize=True modules, interleaved in one process, one forward of each per round; "busy" is
+the same rounds while two processes spin on the same cores. Prints each one's slowdown (busy
+median over quiet median) per net and the geometric means. `--trace NET` instead prints every
+busy round of one net: each policy's time and the thread count the chooser used ("one": one
+thread always).
 
 Run: python bench/bench_threads.py [--nets NAME,...] [--rounds N] [--repeats N] [--kinds K,...]
      python bench/bench_threads.py --trace NET [--rounds N]
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import multiprocessing
 import os
 import sys
 import tempfile
@@ -31,7 +31,7 @@ import torch
 from netdef.runtime.threads import ThreadChooser, _State
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_zoo import busy_medians, cpu_kind, geomean, medians, runners, spin, zoo  # noqa: E402
+from bench_zoo import busy, busy_medians, cpu_kind, geomean, medians, runners, zoo  # noqa: E402
 
 KINDS = ("chooser", "fixed", "free", "opencv")  # and "one", "four", "quick" when asked for
 SMALL_OPS = "nsfw,ResNet-50,GoogLeNet,MobileNet,SqueezeNet,DenseNet-121"
@@ -117,10 +117,11 @@ def slowdowns(prototxt, weights, shape, rounds: int, kinds) -> dict:
     """kind -> (quiet ms, busy ms) for each of `kinds`: policies and OpenCV."""
     fixed = netdef.load(prototxt, weights, optimize=True)
     fixed.caffe_thread_chooser = None  # always the caller's 2 threads
-    quick = netdef.load(prototxt, weights, optimize=True)
-    quick.caffe_thread_chooser = ThreadChooser(state=_QuickState)
-    runs = runners(prototxt, weights, shape, fixed=fixed, quick=quick,
-                   chooser=netdef.load(prototxt, weights, optimize=True))
+    modules = {"fixed": fixed, "chooser": netdef.load(prototxt, weights, optimize=True)}
+    if "quick" in kinds:
+        modules["quick"] = netdef.load(prototxt, weights, optimize=True)
+        modules["quick"].caffe_thread_chooser = ThreadChooser(state=_QuickState)
+    runs = runners(prototxt, weights, shape, **modules)
     runs["free"] = with_free_cores(runs["fixed"])
     runs["one"], runs["four"] = on_threads(1, runs["fixed"]), on_threads(4, runs["fixed"])
     runs = {kind: runs[kind] for kind in kinds}
@@ -150,11 +151,7 @@ def trace(prototxt, weights, shape, rounds: int) -> None:
     runs["one"] = on_threads(1, runs["one"])
     quiet = medians(runs, rounds)
     print("quiet medians ms: " + ", ".join(f"{k} {v:.1f}" for k, v in quiet.items()))
-    spinners = [multiprocessing.Process(target=spin, daemon=True) for _ in range(2)]
-    for process in spinners:
-        process.start()
-    time.sleep(0.5)
-    try:
+    with busy():
         print("| busy round | chooser's threads | " + " | ".join(f"{k} ms" for k in runs) + " |")
         print("|---" * (2 + len(runs)) + "|")
         for number in range(1, rounds + 1):
@@ -167,9 +164,6 @@ def trace(prototxt, weights, shape, rounds: int) -> None:
             used = min(state.since, key=state.since.get)  # the count that ran last
             print(f"| {number} | {used} | " + " | ".join(f"{v:.1f}" for v in row.values())
                   + " |", flush=True)
-    finally:
-        for process in spinners:
-            process.terminate()
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ Run: python bench/bench_zoo.py [--rounds N] [--busy-rounds N] [--nets NAME,...]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import multiprocessing
 import os
@@ -76,17 +77,24 @@ def spin() -> None:
         pass
 
 
-def busy_medians(runs: dict, rounds: int) -> dict:
-    """medians() while two processes spin on the same cores (started and stopped here)."""
+@contextlib.contextmanager
+def busy():
+    """Two processes spinning on the same cores for the block."""
     spinners = [multiprocessing.Process(target=spin, daemon=True) for _ in range(2)]
     for process in spinners:
         process.start()
     time.sleep(0.5)
     try:
-        return medians(runs, rounds)
+        yield
     finally:
         for process in spinners:
             process.terminate()
+
+
+def busy_medians(runs: dict, rounds: int) -> dict:
+    """medians() while two processes spin on the same cores (started and stopped here)."""
+    with busy():
+        return medians(runs, rounds)
 
 
 def medians(runs: dict, rounds: int) -> dict:
