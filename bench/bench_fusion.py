@@ -4,9 +4,11 @@ By default the convolution + ReLU fusion (ConvReLU) on the zoo's nets (bench_zoo
 `--upsampling` instead times densify_upsampling on the nets it rewrites: the flagship FCN-8s
 (models/fcn8s.prototxt, whose upsampling has one group per class) at 500 x 500. `--packing`
 times the packed convolution weights (PackedConv2d and ConvReLU) against the same module with
-oneDNN given the plain weights at each call. Prints the medians and the ratios.
+oneDNN given the plain weights at each call. `--sums` times fuse_residual_sums (ConvAdd,
+ConvAddReLU) on the zoo's nets. Prints the medians and the ratios.
 
-Run: python bench/bench_fusion.py [--rounds N] [--nets NAME,...] [--upsampling | --packing]
+Run: python bench/bench_fusion.py [--rounds N] [--nets NAME,...] [--upsampling | --packing |
+     --sums]
 """
 from __future__ import annotations
 
@@ -71,8 +73,12 @@ def main() -> None:
                         help="time densify_upsampling on the flagship FCN-8s instead")
     parser.add_argument("--packing", action="store_true",
                         help="time packed convolution weights instead")
+    parser.add_argument("--sums", action="store_true",
+                        help="time the residual sums' fusion into convolutions instead")
     args = parser.parse_args()
     pass_name = "densify_upsampling" if args.upsampling else "fuse_convolution_relu"
+    if args.sums:
+        pass_name = "fuse_residual_sums"
     if args.packing:
         pass_name = "packed weights"
     import cv2

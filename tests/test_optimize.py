@@ -93,28 +93,35 @@ def test_convolution_relu_fuses_and_still_takes_gradients():
 
 @pytest.mark.parametrize("groups, stride, dilation", [(1, 1, 1), (4, 2, 1), (8, 1, 2)])
 def test_packed_convolutions_give_the_stock_numbers(groups, stride, dilation):
-    """PackedConv2d and ConvReLU run on oneDNN's packed copies of their weights (one per input
-    shape and thread count) and give what a stock Conv2d (then ReLU) gives, in either memory
-    layout; a weight changed in place or replaced packs again, and a copied module anew."""
-    from netdef.runtime import ConvReLU, PackedConv2d
+    """PackedConv2d, ConvReLU, ConvAdd and ConvAddReLU run on oneDNN's packed copies of their
+    weights (one per input shape and thread count) and give what a stock Conv2d (then the sum,
+    then ReLU) gives, in either memory layout; a weight changed in place or replaced packs
+    again, and a copied module anew."""
+    from netdef.runtime import ConvAdd, ConvAddReLU, ConvReLU, PackedConv2d
 
     torch.manual_seed(0)
     options = dict(padding=1, stride=stride, dilation=dilation, groups=groups)
     stock = nn.Conv2d(8, 8, 3, **options)
-    packed, fused = PackedConv2d(8, 8, 3, **options), ConvReLU(8, 8, 3, **options)
-    packed.load_state_dict(stock.state_dict())
-    fused.load_state_dict(stock.state_dict())
+    layers = [kind(8, 8, 3, **options) for kind in (PackedConv2d, ConvReLU, ConvAdd, ConvAddReLU)]
+    for layer in layers:
+        layer.load_state_dict(stock.state_dict())
 
     def same_numbers(x):
         with torch.no_grad():
             expected = stock(x)
-            torch.testing.assert_close(packed(x), expected, rtol=1e-5, atol=1e-5)
-            torch.testing.assert_close(fused(x), expected.relu(), rtol=1e-5, atol=1e-5)
+            other_layout = (torch.contiguous_format if x.is_contiguous(
+                memory_format=torch.channels_last) else torch.channels_last)
+            other = torch.randn(expected.shape).contiguous(memory_format=other_layout)
+            packed, fused, summed, summed_relu = layers
+            for got, wanted in ((packed(x), expected), (fused(x), expected.relu()),
+                                (summed(x, other), expected + other),
+                                (summed_relu(x, other), (expected + other).relu())):
+                torch.testing.assert_close(got, wanted, rtol=1e-5, atol=1e-5)
 
     for shape in ((1, 8, 9, 9), (3, 8, 12, 7)):
         for layout in (torch.contiguous_format, torch.channels_last):
             same_numbers(torch.randn(shape).contiguous(memory_format=layout))
-    packs = packed.__dict__.get("_packs", {})
+    packs = layers[0].__dict__.get("_packs", {})
     assert len(packs) == 2 or not torch.backends.mkldnn.is_available()  # once per shape
     threads = torch.get_num_threads()
     try:  # oneDNN lays a weight out for the thread count too: one thread packs its own copy
@@ -125,16 +132,81 @@ def test_packed_convolutions_give_the_stock_numbers(groups, stride, dilation):
         torch.set_num_threads(threads)
     assert len(packs) == 4 or not torch.backends.mkldnn.is_available()
     with torch.no_grad():
-        for layer in (stock, packed, fused):
+        for layer in (stock, *layers):
             layer.weight.mul_(-2)
     same_numbers(torch.randn(1, 8, 9, 9))
     replacement = torch.randn_like(stock.weight)
-    for layer in (stock, packed, fused):
+    for layer in (stock, *layers):
         layer.weight = nn.Parameter(replacement.clone())
     same_numbers(torch.randn(1, 8, 9, 9))
-    packed, fused = copy.deepcopy(packed), copy.deepcopy(fused)
-    assert not packed.__dict__.get("_packs")
+    layers = [copy.deepcopy(layer) for layer in layers]
+    assert not any(layer.__dict__.get("_packs") for layer in layers)
     same_numbers(torch.randn(1, 8, 9, 9))
+
+
+RESIDUAL = '''input: "data" input_shape { dim: 2 dim: 4 dim: 8 dim: 8 }
+layer { name: "a" type: "Convolution" bottom: "data" top: "a"
+  convolution_param { num_output: 4 kernel_size: 3 pad: 1 weight_filler { type: "gaussian" } } }
+layer { name: "bn" type: "BatchNorm" bottom: "a" top: "a" }
+layer { name: "sum" type: "Eltwise" bottom: "data" bottom: "a" top: "sum" }
+layer { name: "r" type: "ReLU" bottom: "sum" top: "sum" }
+layer { name: "short" type: "Convolution" bottom: "sum" top: "short"
+  convolution_param { num_output: 6 kernel_size: 1 stride: 2 weight_filler { type: "gaussian" }
+    bias_filler { type: "gaussian" } } }
+layer { name: "b" type: "Convolution" bottom: "sum" top: "b"
+  convolution_param { num_output: 6 kernel_size: 3 pad: 1 stride: 2
+    weight_filler { type: "gaussian" } } }
+layer { name: "sum2" type: "Eltwise" bottom: "short" bottom: "b" top: "sum2" }
+layer { name: "c" type: "Convolution" bottom: "sum2" top: "c"
+  convolution_param { num_output: 6 kernel_size: 1 weight_filler { type: "gaussian" } } }
+layer { name: "weighted" type: "Eltwise" bottom: "c" bottom: "sum2" top: "weighted"
+  eltwise_param { coeff: 1 coeff: -0.5 } }
+layer { name: "shared" type: "Convolution" bottom: "weighted" top: "shared"
+  convolution_param { num_output: 6 kernel_size: 1 weight_filler { type: "gaussian" } } }
+layer { name: "twice" type: "Eltwise" bottom: "shared" bottom: "weighted" top: "twice" }
+layer { name: "r2" type: "ReLU" bottom: "twice" top: "twice" }
+layer { name: "also" type: "Power" bottom: "shared" top: "also" }
+'''
+
+
+def test_residual_sums_fuse_into_their_convolutions(tmp_path):
+    """A plain Eltwise sum whose one input is a convolution's alone becomes that convolution's
+    ConvAdd (ConvAddReLU when a ReLU alone reads the sum): the numbers stay, with and without
+    gradients, and in compile's model.py. A sum with coefficients, or a convolution that feeds
+    something else too, stays as it was."""
+    faithful = with_statistics(netdef.load(RESIDUAL))
+    optimized = netdef.load(RESIDUAL)
+    optimized.load_state_dict(faithful.state_dict())
+    from netdef.compiler.optimize import optimize
+    optimize(optimized)
+    kinds = {n.target: type(optimized.get_submodule(n.target)).__name__
+             for n in optimized.graph.nodes if n.op == "call_module"}
+    # of two convolutions summed, the later one takes the sum in
+    assert kinds == {"a": "ConvAddReLU", "short": "PackedConv2d", "b": "ConvAdd",
+                     "c": "PackedConv2d", "weighted": "Eltwise", "shared": "PackedConv2d",
+                     "twice": "Eltwise", "r2": "ReLU", "also": "Power"}, kinds
+    outputs = ("twice", "also")
+    for layout in (torch.contiguous_format, torch.channels_last):
+        x = torch.randn(2, 4, 8, 8).contiguous(memory_format=layout)
+        with torch.no_grad():
+            reference, ours = faithful(data=x), optimized(data=x)
+        for name in outputs:
+            assert relative_l2(ours[name].numpy(), reference[name].numpy()) <= 1e-5, name
+    x.requires_grad_(True)
+    optimized(data=x)["twice"].sum().backward()
+    expected = torch.autograd.grad(faithful(data=x)["twice"].sum(), x)[0]
+    torch.testing.assert_close(x.grad, expected, rtol=1e-4, atol=1e-5)
+    net = tmp_path / "residual.prototxt"
+    net.write_text(RESIDUAL)
+    netdef.compiler.codegen.compile_net(net, tmp_path / "out")
+    model_py = (tmp_path / "out" / "model.py").read_text()
+    assert "netdef.runtime.ConvAddReLU(" in model_py and "netdef.runtime.ConvAdd(" in model_py
+    x = torch.randn(2, 4, 8, 8)
+    with torch.no_grad():
+        reference = netdef.load(RESIDUAL)(data=x)
+        compiled = load_model_py(tmp_path / "out")(data=x)
+    for name in outputs:
+        assert relative_l2(compiled[name].numpy(), reference[name].numpy()) <= 1e-5, name
 
 
 PLAIN_CONVOLUTION = '''input: "data" input_shape { dim: 1 dim: 3 dim: 10 dim: 10 }

@@ -17,7 +17,9 @@ from .shape import (  # noqa: F401
     Eltwise, Concat, Split, Slice, Crop, Flatten, Reshape, Interp, ArgMax, Reduction,
     Tile, BatchReindex, Filter, Permute, ShuffleChannel, Reorg, Axpy, Padding, ParseOutput,
 )
-from .linear import InnerProduct, Embed, Im2col, Parameter, PackedConv2d, ConvReLU  # noqa: F401
+from .linear import (  # noqa: F401
+    InnerProduct, Embed, Im2col, Parameter, PackedConv2d, ConvReLU, ConvAdd, ConvAddReLU,
+)
 from .loss import (  # noqa: F401
     normalizer, SoftmaxWithLoss, SigmoidCrossEntropyLoss, EuclideanLoss, HingeLoss,
     MultinomialLogisticLoss, InfogainLoss, ContrastiveLoss, Accuracy, SmoothL1Loss,

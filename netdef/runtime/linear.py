@@ -1,5 +1,5 @@
 """Layers with a learned matrix in Caffe's blob layout: InnerProduct (axis, transpose),
-Embed, Im2col, Parameter; and optimize=True's convolutions (packed weights, fused ReLU)."""
+Embed, Im2col, Parameter; and optimize=True's convolutions (packed weights, fused ReLU or sum)."""
 from __future__ import annotations
 
 import torch
@@ -119,6 +119,35 @@ class ConvReLU(PackedConv2d):
 
     def _stock(self, x):
         return F.relu(super()._stock(x))
+
+
+class ConvAdd(PackedConv2d):
+    """A convolution whose output an Eltwise sum adds to `other` (a ResNet block's last
+    convolution and its shortcut), optimize=True's fusion. On the CPU, with no gradient to
+    keep, oneDNN adds `other` as it writes the convolution's output: one op and one pass over
+    the output instead of two. Elsewhere, and while torch traces the module, the stock ops."""
+
+    def forward(self, x, other):
+        if _fusable(x, self.weight) and type(other) is torch.Tensor and other.dtype == x.dtype:
+            return torch.ops.mkldnn._convolution_pointwise.binary(
+                x, other, self._packed(x), self.bias, list(self.padding), list(self.stride),
+                list(self.dilation), self.groups, "add", None, _UNARY[self.activation], [], "")
+        return self._then(self._stock(x) + other)
+
+    def _then(self, y):  # the activation after the sum
+        return y
+
+
+class ConvAddReLU(ConvAdd):
+    """ConvAdd and the ReLU that alone reads the sum, all in the one oneDNN op on the CPU."""
+
+    activation = "relu"
+
+    def _then(self, y):
+        return F.relu(y)
+
+
+_UNARY = {"none": None, "relu": "relu"}  # activation -> oneDNN's post-op after a binary one
 
 
 def _fusable(x, weight) -> bool:

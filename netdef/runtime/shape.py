@@ -15,6 +15,11 @@ class Eltwise(nn.Module):
         super().__init__()
         self.operation, self.coeffs = operation, tuple(coeffs)
 
+    def plain_sum(self) -> bool:
+        """Whether this adds its inputs with no coefficient other than 1 (optimize=True then
+        lets the convolution before it do the sum)."""
+        return self.operation == "SUM" and all(coeff == 1 for coeff in self.coeffs)
+
     def forward(self, *xs):
         if self.operation == "PROD":
             return math.prod(xs[1:], start=xs[0])
