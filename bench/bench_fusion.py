@@ -5,10 +5,11 @@ By default the convolution + ReLU fusion (ConvReLU) on the zoo's nets (bench_zoo
 (models/fcn8s.prototxt, whose upsampling has one group per class) at 500 x 500. `--packing`
 times the packed convolution weights (PackedConv2d and ConvReLU) against the same module with
 oneDNN given the plain weights at each call. `--sums` times fuse_residual_sums (ConvAdd,
-ConvAddReLU) on the zoo's nets. Prints the medians and the ratios.
+ConvAddReLU) on the zoo's nets, `--affine-relu` fuse_affine_relu (ChannelAffine with its ReLU).
+Prints the medians and the ratios.
 
 Run: python bench/bench_fusion.py [--rounds N] [--nets NAME,...] [--upsampling | --packing |
-     --sums]
+     --sums | --affine-relu]
 """
 from __future__ import annotations
 
@@ -75,10 +76,12 @@ def main() -> None:
                         help="time packed convolution weights instead")
     parser.add_argument("--sums", action="store_true",
                         help="time the residual sums' fusion into convolutions instead")
+    parser.add_argument("--affine-relu", action="store_true",
+                        help="time the ReLU's fusion into per-channel affines instead")
     args = parser.parse_args()
     pass_name = "densify_upsampling" if args.upsampling else "fuse_convolution_relu"
-    if args.sums:
-        pass_name = "fuse_residual_sums"
+    if args.sums or args.affine_relu:
+        pass_name = "fuse_residual_sums" if args.sums else "fuse_affine_relu"
     if args.packing:
         pass_name = "packed weights"
     import cv2

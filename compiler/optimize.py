@@ -8,6 +8,8 @@ leave the numbers as they were, up to float rounding.
 - Transposed convolutions with one group per channel (FCN's upsampling) become dense ones.
 - A Conv2d and the ReLU that alone reads it become one ConvReLU (oneDNN's fused op on the CPU);
   every other Conv2d a PackedConv2d. Both keep oneDNN's packed copy of their weights.
+- A ChannelAffine clips its own output when a plain ReLU alone reads it (DenseNet's
+  pre-activations: one op instead of two).
 - A Conv2d whose output a plain Eltwise sum alone reads becomes a ConvAdd that does the sum
   (ConvAddReLU with the ReLU after it): a ResNet block ends in one op instead of three.
 - 4-D weights and image inputs go channels_last, which oneDNN's CPU convolutions run without
@@ -40,8 +42,10 @@ def optimize(module: fx.GraphModule) -> fx.GraphModule:
     densified = densify_upsampling(module)  # first: a dense layer can absorb an affine after it
     # folded weights are no longer Caffe's blobs: `compile` marks its weights file so
     # (weights.OPTIMIZED), and nothing binds it to a faithful module by mistake
-    module.caffe_weights_rewritten = fold_channel_affines(module) + densified > 0
+    rewritten = fold_channel_affines(module) + densified
     fuse_convolution_relu(module)  # after the folds: a folded chain leaves the two adjacent
+    rewritten += fuse_affine_relu(module)  # a BatchNorm's blobs become a ChannelAffine's
+    module.caffe_weights_rewritten = rewritten > 0
     fuse_residual_sums(module)  # after: a convolution that took its ReLU in sums nothing
     pack_convolutions(module)
     module.graph.eliminate_dead_code()
@@ -119,14 +123,24 @@ def densify_upsampling(module: fx.GraphModule) -> int:
 def fuse_convolution_relu(module: fx.GraphModule) -> int:
     """A Conv2d whose one reader is a plain ReLU becomes a ConvReLU (the same tensors), and the
     ReLU goes; returns how many."""
+    return _fuse_relus(module, lambda node: _rebuild_convolution(module, node.target, "ConvReLU"))
+
+
+def fuse_affine_relu(module: fx.GraphModule) -> int:
+    """A per-channel affine layer whose one reader is a plain ReLU becomes a ChannelAffine that
+    clips its own output, and the ReLU goes; returns how many."""
+    return _fuse_relus(module, lambda node: _clip_affine(module, node))
+
+
+def _fuse_relus(module: fx.GraphModule, take_relu) -> int:
+    """Each plain ReLU whose input only it reads goes where `take_relu(producer's node)` says
+    the producer now does the ReLU itself."""
     fused = 0
     for node in list(module.graph.nodes):
         if node.op != "call_module" or type(module.get_submodule(node.target)) is not nn.ReLU:
             continue
         source = node.args[0]
-        if source.op != "call_module" or len(source.users) != 1:
-            continue
-        if not _rebuild_convolution(module, source.target, "ConvReLU"):
+        if source.op != "call_module" or len(source.users) != 1 or not take_relu(source):
             continue
         node.replace_all_uses_with(source)
         module.graph.erase_node(node)
@@ -244,8 +258,19 @@ def _merge_into(module: fx.GraphModule, first: fx.Node, second: fx.Node, affine)
     module.graph.erase_node(second)
 
 
-def _channel_affine(module: fx.GraphModule, target: str, scale, shift) -> nn.Module:
-    spec = runtime("ChannelAffine", channels=scale.numel())
+def _clip_affine(module: fx.GraphModule, node: fx.Node) -> bool:
+    """The per-channel affine layer at `node`, if it is one, rebuilt as a ChannelAffine that
+    does the ReLU after it."""
+    affine = _affine_of(module, node)
+    if affine is None:
+        return False
+    setattr(module, node.target, _channel_affine(module, node.target, *affine, relu=True))
+    return True
+
+
+def _channel_affine(module: fx.GraphModule, target: str, scale, shift,
+                    relu: bool = False) -> nn.Module:
+    spec = runtime("ChannelAffine", channels=scale.numel(), **({"relu": True} if relu else {}))
     fused = spec.build().to(scale.device)
     fused.scale.copy_(scale.detach())
     fused.shift.copy_(shift.detach())

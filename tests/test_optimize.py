@@ -209,6 +209,65 @@ def test_residual_sums_fuse_into_their_convolutions(tmp_path):
         assert relative_l2(compiled[name].numpy(), reference[name].numpy()) <= 1e-5, name
 
 
+PRE_ACTIVATION = '''input: "data" input_shape { dim: 2 dim: 4 dim: 6 dim: 6 }
+layer { name: "bn" type: "BatchNorm" bottom: "data" top: "b" }
+layer { name: "sc" type: "Scale" bottom: "b" top: "b"
+  scale_param { bias_term: true filler { type: "gaussian" } bias_filler { type: "gaussian" } } }
+layer { name: "r" type: "ReLU" bottom: "b" top: "b" }
+layer { name: "c" type: "Convolution" bottom: "b" top: "c"
+  convolution_param { num_output: 4 kernel_size: 3 pad: 1 weight_filler { type: "gaussian" } } }
+layer { name: "p" type: "Pooling" bottom: "c" top: "p" pooling_param { pool: MAX kernel_size: 2 } }
+layer { name: "bn2" type: "BatchNorm" bottom: "p" top: "p" }
+layer { name: "r2" type: "ReLU" bottom: "p" top: "p" }
+layer { name: "bn3" type: "BatchNorm" bottom: "data" top: "b3" }
+layer { name: "r3" type: "ReLU" bottom: "b3" top: "r3" }
+layer { name: "e" type: "Eltwise" bottom: "r3" bottom: "b3" top: "e" }
+layer { name: "bn4" type: "BatchNorm" bottom: "data" top: "b4" }
+layer { name: "leaky" type: "ReLU" bottom: "b4" top: "b4" relu_param { negative_slope: 0.1 } }
+'''
+
+
+def test_affine_chains_take_the_relu_after_them(tmp_path):
+    """A BatchNorm/Scale chain (or a lone BatchNorm) that only a plain ReLU reads becomes one
+    ChannelAffine that clips its output: the numbers stay, with and without gradients, and in
+    compile's model.py. An affine read elsewhere too, or a leaky ReLU, stays apart."""
+    faithful = with_statistics(netdef.load(PRE_ACTIVATION))
+    optimized = netdef.load(PRE_ACTIVATION)
+    optimized.load_state_dict(faithful.state_dict())
+    from netdef.compiler.optimize import optimize
+    optimize(optimized)
+    kinds = {n.target: type(optimized.get_submodule(n.target)).__name__
+             for n in optimized.graph.nodes if n.op == "call_module"}
+    assert kinds == {"bn": "ChannelAffine", "c": "PackedConv2d", "p": "MaxPool2d",
+                     "bn2": "ChannelAffine", "bn3": "CaffeBatchNorm", "r3": "ReLU",
+                     "e": "Eltwise", "bn4": "CaffeBatchNorm", "leaky": "LeakyReLU"}, kinds
+    assert optimized.bn.relu and optimized.bn2.relu
+    assert optimized.caffe_weights_rewritten
+    outputs = ("p", "e", "b4")
+    for layout in (torch.contiguous_format, torch.channels_last):
+        x = torch.randn(2, 4, 6, 6).contiguous(memory_format=layout)
+        with torch.no_grad():
+            reference, ours = faithful(data=x), optimized(data=x)
+        for name in outputs:
+            assert relative_l2(ours[name].numpy(), reference[name].numpy()) <= 1e-5, name
+        assert (ours["p"] == 0).any() and (ours["p"] > 0).any()  # the ReLU did cut
+    x.requires_grad_(True)
+    optimized(data=x)["p"].sum().backward()
+    expected = torch.autograd.grad(faithful(data=x)["p"].sum(), x)[0]
+    torch.testing.assert_close(x.grad, expected, rtol=1e-4, atol=1e-5)
+    net = tmp_path / "preactivation.prototxt"
+    net.write_text(PRE_ACTIVATION)
+    netdef.compiler.codegen.compile_net(net, tmp_path / "out")
+    model_py = (tmp_path / "out" / "model.py").read_text()
+    assert "netdef.runtime.ChannelAffine(channels=4, relu=True)" in model_py, model_py
+    x = torch.randn(2, 4, 6, 6)
+    with torch.no_grad():
+        reference = netdef.load(PRE_ACTIVATION)(data=x)
+        compiled = load_model_py(tmp_path / "out")(data=x)
+    for name in outputs:
+        assert relative_l2(compiled[name].numpy(), reference[name].numpy()) <= 1e-5, name
+
+
 PLAIN_CONVOLUTION = '''input: "data" input_shape { dim: 1 dim: 3 dim: 10 dim: 10 }
 layer { name: "c" type: "Convolution" bottom: "data" top: "c"
   convolution_param { num_output: 4 kernel_size: 3 weight_filler { type: "gaussian" }
