@@ -5,11 +5,11 @@ By default the convolution + ReLU fusion (ConvReLU) on the zoo's nets (bench_zoo
 (models/fcn8s.prototxt, whose upsampling has one group per class) at 500 x 500. `--packing`
 times the packed convolution weights (PackedConv2d and ConvReLU) against the same module with
 oneDNN given the plain weights at each call. `--sums` times fuse_residual_sums (ConvAdd,
-ConvAddReLU) on the zoo's nets, `--affine-relu` fuse_affine_relu (ChannelAffine with its ReLU).
-Prints the medians and the ratios.
+ConvAddReLU) on the zoo's nets, `--affine-relu` fuse_affine_relu (ChannelAffine with its ReLU),
+`--siblings` merge_sibling_convolutions. Prints the medians and the ratios.
 
 Run: python bench/bench_fusion.py [--rounds N] [--nets NAME,...] [--upsampling | --packing |
-     --sums | --affine-relu]
+     --sums | --affine-relu | --siblings]
 """
 from __future__ import annotations
 
@@ -66,6 +66,11 @@ def flagship(folder: Path) -> dict:
     return {"FCN-8s (flagship)": (prototxt, weights, (1, 3, 500, 500))}
 
 
+# flags that time one more pass on the zoo
+ONE_PASS = {"sums": "fuse_residual_sums", "affine-relu": "fuse_affine_relu",
+            "siblings": "merge_sibling_convolutions"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=15)
@@ -74,14 +79,12 @@ def main() -> None:
                         help="time densify_upsampling on the flagship FCN-8s instead")
     parser.add_argument("--packing", action="store_true",
                         help="time packed convolution weights instead")
-    parser.add_argument("--sums", action="store_true",
-                        help="time the residual sums' fusion into convolutions instead")
-    parser.add_argument("--affine-relu", action="store_true",
-                        help="time the ReLU's fusion into per-channel affines instead")
+    for flag, pass_name in ONE_PASS.items():
+        parser.add_argument(f"--{flag}", dest=pass_name, action="store_true",
+                            help=f"time {pass_name} on the zoo instead")
     args = parser.parse_args()
     pass_name = "densify_upsampling" if args.upsampling else "fuse_convolution_relu"
-    if args.sums or args.affine_relu:
-        pass_name = "fuse_residual_sums" if args.sums else "fuse_affine_relu"
+    pass_name = next((name for name in ONE_PASS.values() if getattr(args, name)), pass_name)
     if args.packing:
         pass_name = "packed weights"
     import cv2

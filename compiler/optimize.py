@@ -10,6 +10,8 @@ leave the numbers as they were, up to float rounding.
   every other Conv2d a PackedConv2d. Both keep oneDNN's packed copy of their weights.
 - A ChannelAffine clips its own output when a plain ReLU alone reads it (DenseNet's
   pre-activations: one op instead of two).
+- Convolutions of one kind and shape that read the same tensor (an inception block's 1x1
+  reductions) become one, each reader taking its slice of the output channels.
 - A Conv2d whose output a plain Eltwise sum alone reads becomes a ConvAdd that does the sum
   (ConvAddReLU with the ReLU after it): a ResNet block ends in one op instead of three.
 - 4-D weights and image inputs go channels_last, which oneDNN's CPU convolutions run without
@@ -47,6 +49,7 @@ def optimize(module: fx.GraphModule) -> fx.GraphModule:
     rewritten += fuse_affine_relu(module)  # a BatchNorm's blobs become a ChannelAffine's
     module.caffe_weights_rewritten = rewritten > 0
     fuse_residual_sums(module)  # after: a convolution that took its ReLU in sums nothing
+    module.caffe_weights_rewritten |= merge_sibling_convolutions(module) > 0
     pack_convolutions(module)
     module.graph.eliminate_dead_code()
     module.graph.lint()
@@ -55,17 +58,9 @@ def optimize(module: fx.GraphModule) -> fx.GraphModule:
     module.to(memory_format=torch.channels_last)
     module.caffe_channels_last = True
     module.caffe_specs = {target: spec for target, spec in module.caffe_specs.items()
-                          if _has_submodule(module, target)}
+                          if isinstance(getattr(module, target, None), nn.Module)}
     module.caffe_optimized = True
     return module
-
-
-def _has_submodule(module: nn.Module, target: str) -> bool:
-    try:
-        module.get_submodule(target)
-        return True
-    except AttributeError:
-        return False
 
 
 # ------------------------------------------------------------------ identities
@@ -83,9 +78,8 @@ def remove_identities(module: fx.GraphModule) -> None:
 
 
 def _is_identity(layer: nn.Module) -> bool:
-    if isinstance(layer, nn.Dropout):
-        return not layer.training
-    return type(layer).__name__ == "Split"
+    return (isinstance(layer, nn.Dropout) and not layer.training) or \
+        type(layer).__name__ == "Split"
 
 
 # ------------------------------------------------------------------ upsampling
@@ -166,10 +160,9 @@ def fuse_residual_sums(module: fx.GraphModule) -> int:
         with module.graph.inserting_before(node):
             sum_node = module.graph.call_module(convolution.target, (convolution.args[0], other))
         sum_node.meta.update(convolution.meta)  # model.py names the convolution's layer
-        for gone in (relu, node, convolution):
-            if gone is not None:
-                gone.replace_all_uses_with(sum_node)
-                module.graph.erase_node(gone)
+        for gone in filter(None, (relu, node, convolution)):
+            gone.replace_all_uses_with(sum_node)
+            module.graph.erase_node(gone)
         fused += 1
     return fused
 
@@ -195,6 +188,60 @@ def _only_relu_of(module: fx.GraphModule, node: fx.Node):
             type(module.get_submodule(users[0].target)) is nn.ReLU:
         return users[0]
     return None
+
+
+def merge_sibling_convolutions(module: fx.GraphModule) -> int:
+    """Convolutions of one kind and shape (groups of one) that read the same tensor become one
+    with their output channels stacked, and each reader takes its slice: one bigger op, not
+    several small ones (GoogLeNet's inception blocks). Returns how many convolutions went."""
+    merged, order = 0, {node: number for number, node in enumerate(module.graph.nodes)}
+    for node in list(module.graph.nodes):
+        kinds = {}
+        for user in node.users:
+            kinds.setdefault(_convolution_kind(module, user, node), []).append(user)
+        for kind, siblings in kinds.items():
+            if kind is not None and len(siblings) > 1:
+                _stack_convolutions(module, sorted(siblings, key=order.get))
+                merged += len(siblings) - 1
+    return merged
+
+
+def _convolution_kind(module: fx.GraphModule, node: fx.Node, source: fx.Node):
+    """What a convolution at `node` that reads only `source` must share with another to merge
+    with it (its class and every setting but the output channels), or None."""
+    if node.op != "call_module" or node.args != (source,) or node.kwargs:
+        return None
+    layer = module.get_submodule(node.target)
+    if not isinstance(layer, nn.Conv2d) or layer.groups != 1 or layer.padding_mode != "zeros":
+        return None
+    settings = dict(module.caffe_specs[node.target].kwargs, out_channels=None)
+    return type(layer), layer.bias is None, layer.weight.dtype, repr(sorted(settings.items()))
+
+
+def _stack_convolutions(module: fx.GraphModule, siblings: list) -> None:
+    """The first sibling's layer becomes all of them; a split hands each reader its part."""
+    layers = [module.get_submodule(node.target) for node in siblings]
+    sizes = [layer.out_channels for layer in layers]
+    first = siblings[0]  # in graph order: the first runs before the others
+    spec = module.caffe_specs[first.target]
+    spec = type(spec)(spec.factory, {**spec.kwargs, "out_channels": sum(sizes)}, spec.blobs)
+    stacked = spec.build().to(layers[0].weight)
+    with torch.no_grad():
+        for name, tensor in stacked.named_parameters():
+            tensor.copy_(torch.cat([getattr(layer, name) for layer in layers]))
+    setattr(module, first.target, stacked)
+    module.caffe_specs[first.target] = spec
+    with module.graph.inserting_before(first):
+        whole = module.graph.call_module(first.target, first.args)
+        whole.meta.update(first.meta)
+        split = module.graph.call_method("split", (whole, sizes, 1))
+        parts = [module.graph.call_function(operator.getitem, (split, index))
+                 for index in range(len(siblings))]
+    for sibling, part in zip(siblings, parts):
+        sibling.replace_all_uses_with(part)
+        module.graph.erase_node(sibling)
+        part._rename(sibling.name)  # .code keeps the Caffe layers' names
+    whole._rename(f"{first.name}_stacked")
 
 
 def pack_convolutions(module: fx.GraphModule) -> int:

@@ -16,13 +16,7 @@ from dataclasses import dataclass, field
 
 from google.protobuf.descriptor import FieldDescriptor as FD
 
-from netdef.errors import (
-    PrototxtSyntaxError,
-    Problem,
-    SchemaError,
-    UnknownField,
-    did_you_mean,
-)
+from netdef.errors import PrototxtSyntaxError, Problem, SchemaError, UnknownField, did_you_mean
 
 MAX_DEPTH = 64  # deeper nesting than any real net; keeps recursion bounded
 
@@ -163,9 +157,7 @@ class _Tokens:
 
 def parse_tree(text: str, path: str = "<string>") -> list[Entry]:
     """Parse protobuf text into entries; raises PrototxtSyntaxError."""
-    tokens = _Tokens(text, path)
-    entries = _parse_fields(tokens, closer=None, depth=0)
-    return entries
+    return _parse_fields(_Tokens(text, path), closer=None, depth=0)
 
 
 def _parse_fields(tokens: _Tokens, closer: str | None, depth: int,
@@ -183,8 +175,7 @@ def _parse_fields(tokens: _Tokens, closer: str | None, depth: int,
         if closer is not None and tokens.accept(closer):
             return entries
         if token.kind != "ident":
-            shown = token.text
-            raise tokens.error(f"expected a field name, found '{shown}'", token.line)
+            raise tokens.error(f"expected a field name, found '{token.text}'", token.line)
         tokens.take()
         entries.append(_parse_value(tokens, token, depth))
         tokens.accept(",") or tokens.accept(";")
@@ -244,18 +235,11 @@ def _parse_scalar(tokens: _Tokens) -> Token:
 
 # --------------------------------------------------------------------- binding
 
-_INT_RANGES = {
-    FD.TYPE_INT32: (-(2**31), 2**31 - 1),
-    FD.TYPE_SINT32: (-(2**31), 2**31 - 1),
-    FD.TYPE_SFIXED32: (-(2**31), 2**31 - 1),
-    FD.TYPE_INT64: (-(2**63), 2**63 - 1),
-    FD.TYPE_SINT64: (-(2**63), 2**63 - 1),
-    FD.TYPE_SFIXED64: (-(2**63), 2**63 - 1),
-    FD.TYPE_UINT32: (0, 2**32 - 1),
-    FD.TYPE_FIXED32: (0, 2**32 - 1),
-    FD.TYPE_UINT64: (0, 2**64 - 1),
-    FD.TYPE_FIXED64: (0, 2**64 - 1),
-}
+_INT_RANGES = {  # the values each integer field type holds
+    **dict.fromkeys((FD.TYPE_INT32, FD.TYPE_SINT32, FD.TYPE_SFIXED32), (-(2**31), 2**31 - 1)),
+    **dict.fromkeys((FD.TYPE_INT64, FD.TYPE_SINT64, FD.TYPE_SFIXED64), (-(2**63), 2**63 - 1)),
+    **dict.fromkeys((FD.TYPE_UINT32, FD.TYPE_FIXED32), (0, 2**32 - 1)),
+    **dict.fromkeys((FD.TYPE_UINT64, FD.TYPE_FIXED64), (0, 2**64 - 1))}
 _FLOAT_TYPES = (FD.TYPE_FLOAT, FD.TYPE_DOUBLE)
 _FLOAT_WORDS = {"inf": math.inf, "infinity": math.inf, "nan": math.nan}
 _HEX = re.compile(r"[-+]?0[xX][0-9a-fA-F]+")
@@ -264,9 +248,7 @@ _DECIMAL = re.compile(r"[-+]?\d+")
 
 class _Binder:
     def __init__(self, path: str, strict: bool, source_map: SourceMap):
-        self.path = path
-        self.strict = strict
-        self.source_map = source_map
+        self.path, self.strict, self.source_map = path, strict, source_map
         self.problems: list[tuple[Path, Problem]] = []
 
     def report(self, kind, message: str, line: int, where: Path, warning=False):
@@ -282,7 +264,7 @@ class _Binder:
             if fd is None:
                 self.unknown_field(entry, message, where)
                 continue
-            if not _is_repeated(fd):
+            if not fd.is_repeated:
                 if entry.name in seen_singular:
                     self.report(SchemaError, f"field '{entry.name}' is set twice "
                                 f"(first at line {seen_singular[entry.name]}); it takes one value",
@@ -309,9 +291,8 @@ class _Binder:
                         entry.line, where)
             return
         for value in entry.values:
-            if _is_repeated(fd):
-                index = counts.get(fd.name, 0)
-                counts[fd.name] = index + 1
+            if fd.is_repeated:
+                index = counts[fd.name] = counts.get(fd.name, -1) + 1  # 0 for the first
                 sub_where = where + (fd.name, index)
                 sub = getattr(message, fd.name).add()
             else:
@@ -326,7 +307,7 @@ class _Binder:
             self.report(SchemaError, f"field '{fd.name}' takes a value, not a message block",
                         entry.line, where)
             return
-        if len(entry.values) != 1 and not _is_repeated(fd):
+        if len(entry.values) != 1 and not fd.is_repeated:
             self.report(SchemaError, f"field '{fd.name}' takes one value, not a list", entry.line, where)
             return
         for token in entry.values:
@@ -335,18 +316,13 @@ class _Binder:
             except ValueError as exc:
                 self.report(SchemaError, f"field '{fd.name}': {exc}", token.line, where)
                 continue
-            if _is_repeated(fd):
-                index = counts.get(fd.name, 0)
-                counts[fd.name] = index + 1
+            if fd.is_repeated:
+                index = counts[fd.name] = counts.get(fd.name, -1) + 1  # 0 for the first
                 self.source_map.lines[where + (fd.name, index)] = token.line
                 getattr(message, fd.name).append(value)
             else:
                 self.source_map.lines[where + (fd.name,)] = token.line
                 setattr(message, fd.name, value)
-
-
-def _is_repeated(fd) -> bool:
-    return fd.is_repeated
 
 
 def _convert(token: Token, fd):

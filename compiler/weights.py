@@ -12,6 +12,7 @@ large byte copies rather than hundreds of millions of protobuf appends.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import mmap
 import os
@@ -55,11 +56,7 @@ class CaffeLayer:
     def in_order(self, names: list[str]) -> "CaffeLayer":
         """The named blobs in Caffe's order `names`, up to the first one the file lacks."""
         found = dict(zip(self.blob_names, self.blobs))
-        blobs = []
-        for name in names:
-            if name not in found:
-                break
-            blobs.append(found[name])
+        blobs = [found[name] for name in itertools.takewhile(found.__contains__, names)]
         return CaffeLayer(self.name, self.type, blobs, [None] * len(blobs))
 
 
@@ -71,8 +68,7 @@ class Reader:
     """A cursor over a bytes-like buffer, bounded by `end`."""
 
     def __init__(self, buffer, start: int = 0, end: int | None = None):
-        self.buffer = buffer
-        self.position = start
+        self.buffer, self.position = buffer, start
         self.end = len(buffer) if end is None else end
 
     def at_end(self) -> bool:
@@ -109,12 +105,10 @@ class Reader:
     def skip(self, wire_type: int) -> None:
         if wire_type == VARINT:
             self.varint()
-        elif wire_type == FIXED64:
-            self._advance(8)
         elif wire_type == DELIMITED:
             self.delimited()
-        elif wire_type == FIXED32:
-            self._advance(4)
+        elif wire_type in (FIXED64, FIXED32):
+            self._advance(8 if wire_type == FIXED64 else 4)
         else:
             raise WireError(f"unsupported wire type {wire_type} at byte {self.position}")
 

@@ -268,6 +268,70 @@ def test_affine_chains_take_the_relu_after_them(tmp_path):
         assert relative_l2(compiled[name].numpy(), reference[name].numpy()) <= 1e-5, name
 
 
+SIBLINGS = '''input: "data" input_shape { dim: 2 dim: 6 dim: 7 dim: 7 }
+layer { name: "a" type: "Convolution" bottom: "data" top: "a"
+  convolution_param { num_output: 3 kernel_size: 1 weight_filler { type: "gaussian" }
+    bias_filler { type: "gaussian" } } }
+layer { name: "ra" type: "ReLU" bottom: "a" top: "a" }
+layer { name: "b" type: "Convolution" bottom: "data" top: "b"
+  convolution_param { num_output: 5 kernel_size: 1 weight_filler { type: "gaussian" }
+    bias_filler { type: "gaussian" } } }
+layer { name: "rb" type: "ReLU" bottom: "b" top: "b" }
+layer { name: "b3" type: "Convolution" bottom: "b" top: "b3"
+  convolution_param { num_output: 4 kernel_size: 3 pad: 1 weight_filler { type: "gaussian" } } }
+layer { name: "plain" type: "Convolution" bottom: "data" top: "plain"
+  convolution_param { num_output: 2 kernel_size: 1 weight_filler { type: "gaussian" } } }
+layer { name: "plain2" type: "Convolution" bottom: "data" top: "plain2"
+  convolution_param { num_output: 4 kernel_size: 1 weight_filler { type: "gaussian" } } }
+layer { name: "wide" type: "Convolution" bottom: "data" top: "wide"
+  convolution_param { num_output: 3 kernel_size: 3 pad: 1 weight_filler { type: "gaussian" }
+    bias_filler { type: "gaussian" } } }
+layer { name: "rw" type: "ReLU" bottom: "wide" top: "wide" }
+layer { name: "cat" type: "Concat" bottom: "a" bottom: "b3" bottom: "plain" bottom: "wide"
+  top: "cat" }
+layer { name: "sum" type: "Eltwise" bottom: "plain2" bottom: "b3" top: "sum"
+  eltwise_param { operation: PROD } }
+'''
+
+
+def test_sibling_convolutions_merge_into_one(tmp_path):
+    """Convolutions of one kind and shape that read the same blob run as one, each reader
+    taking its slice: the numbers stay, with and without gradients, and in compile's model.py.
+    Another kernel size, or no ReLU after it, keeps a convolution apart."""
+    faithful = netdef.load(SIBLINGS)
+    optimized = netdef.load(SIBLINGS, optimize=True)
+    kinds = {n.target: type(optimized.get_submodule(n.target)).__name__
+             for n in optimized.graph.nodes if n.op == "call_module"}
+    # a and b (1x1, ReLU) become one; plain and plain2 (1x1, no bias, no ReLU) another
+    assert kinds == {"a": "ConvReLU", "b3": "PackedConv2d", "plain": "PackedConv2d",
+                     "wide": "ConvReLU", "cat": "Concat", "sum": "Eltwise"}, kinds
+    assert (optimized.a.out_channels, optimized.plain.out_channels) == (8, 6)
+    assert optimized.caffe_weights_rewritten
+    assert "self.b(" not in optimized.code and "self.plain2(" not in optimized.code
+    outputs = ("cat", "sum")
+    for layout in (torch.contiguous_format, torch.channels_last):
+        x = torch.randn(2, 6, 7, 7).contiguous(memory_format=layout)
+        with torch.no_grad():
+            reference, ours = faithful(data=x), optimized(data=x)
+        for name in outputs:
+            assert relative_l2(ours[name].numpy(), reference[name].numpy()) <= 1e-5, name
+    x.requires_grad_(True)
+    optimized(data=x)["sum"].sum().backward()
+    expected = torch.autograd.grad(faithful(data=x)["sum"].sum(), x)[0]
+    torch.testing.assert_close(x.grad, expected, rtol=1e-4, atol=1e-5)
+    net = tmp_path / "siblings.prototxt"
+    net.write_text(SIBLINGS)
+    netdef.compiler.codegen.compile_net(net, tmp_path / "out")
+    model_py = (tmp_path / "out" / "model.py").read_text()
+    assert "out_channels=8" in model_py and ".split([3, 5], 1)" in model_py, model_py
+    x = torch.randn(2, 6, 7, 7)
+    with torch.no_grad():
+        compiled = load_model_py(tmp_path / "out")(data=x)
+        reference = faithful(data=x)
+    for name in outputs:
+        assert relative_l2(compiled[name].numpy(), reference[name].numpy()) <= 1e-5, name
+
+
 PLAIN_CONVOLUTION = '''input: "data" input_shape { dim: 1 dim: 3 dim: 10 dim: 10 }
 layer { name: "c" type: "Convolution" bottom: "data" top: "c"
   convolution_param { num_output: 4 kernel_size: 3 weight_filler { type: "gaussian" }
