@@ -174,39 +174,51 @@ def test_residual_sums_fuse_into_their_convolutions(tmp_path):
     ConvAdd (ConvAddReLU when a ReLU alone reads the sum): the numbers stay, with and without
     gradients, and in compile's model.py. A sum with coefficients, or a convolution that feeds
     something else too, stays as it was."""
-    faithful = with_statistics(netdef.load(RESIDUAL))
-    optimized = netdef.load(RESIDUAL)
-    optimized.load_state_dict(faithful.state_dict())
-    from netdef.compiler.optimize import optimize
-    optimize(optimized)
-    kinds = {n.target: type(optimized.get_submodule(n.target)).__name__
-             for n in optimized.graph.nodes if n.op == "call_module"}
+    optimized, model_py = same_numbers_optimized(RESIDUAL, (2, 4, 8, 8), ("twice", "also"),
+                                                 tmp_path)
     # of two convolutions summed, the later one takes the sum in
-    assert kinds == {"a": "ConvAddReLU", "short": "PackedConv2d", "b": "ConvAdd",
-                     "c": "PackedConv2d", "weighted": "Eltwise", "shared": "PackedConv2d",
-                     "twice": "Eltwise", "r2": "ReLU", "also": "Power"}, kinds
-    outputs = ("twice", "also")
+    assert kinds_of(optimized) == {
+        "a": "ConvAddReLU", "short": "PackedConv2d", "b": "ConvAdd", "c": "PackedConv2d",
+        "weighted": "Eltwise", "shared": "PackedConv2d", "twice": "Eltwise", "r2": "ReLU",
+        "also": "Power"}
+    assert "netdef.runtime.ConvAddReLU(" in model_py and "netdef.runtime.ConvAdd(" in model_py
+
+
+def same_numbers_optimized(text, shape, outputs, tmp_path):
+    """`text` optimised, with stored statistics, after checking it against the faithful module:
+    `outputs` in both memory layouts, the gradient of the first, and compile's model.py (also
+    returned)."""
+    from netdef.compiler.optimize import optimize
+
+    faithful = with_statistics(netdef.load(text))
+    optimized = netdef.load(text)
+    optimized.load_state_dict(faithful.state_dict())
+    optimize(optimized)
     for layout in (torch.contiguous_format, torch.channels_last):
-        x = torch.randn(2, 4, 8, 8).contiguous(memory_format=layout)
+        x = torch.randn(shape).contiguous(memory_format=layout)
         with torch.no_grad():
             reference, ours = faithful(data=x), optimized(data=x)
         for name in outputs:
             assert relative_l2(ours[name].numpy(), reference[name].numpy()) <= 1e-5, name
     x.requires_grad_(True)
-    optimized(data=x)["twice"].sum().backward()
-    expected = torch.autograd.grad(faithful(data=x)["twice"].sum(), x)[0]
+    optimized(data=x)[outputs[0]].sum().backward()
+    expected = torch.autograd.grad(faithful(data=x)[outputs[0]].sum(), x)[0]
     torch.testing.assert_close(x.grad, expected, rtol=1e-4, atol=1e-5)
-    net = tmp_path / "residual.prototxt"
-    net.write_text(RESIDUAL)
+    net = tmp_path / "net.prototxt"
+    net.write_text(text)
     netdef.compiler.codegen.compile_net(net, tmp_path / "out")
-    model_py = (tmp_path / "out" / "model.py").read_text()
-    assert "netdef.runtime.ConvAddReLU(" in model_py and "netdef.runtime.ConvAdd(" in model_py
-    x = torch.randn(2, 4, 8, 8)
+    x = torch.randn(shape)
     with torch.no_grad():
-        reference = netdef.load(RESIDUAL)(data=x)
+        reference = netdef.load(text)(data=x)
         compiled = load_model_py(tmp_path / "out")(data=x)
     for name in outputs:
         assert relative_l2(compiled[name].numpy(), reference[name].numpy()) <= 1e-5, name
+    return optimized, (tmp_path / "out" / "model.py").read_text()
+
+
+def kinds_of(module) -> dict:
+    return {n.target: type(module.get_submodule(n.target)).__name__
+            for n in module.graph.nodes if n.op == "call_module"}
 
 
 PRE_ACTIVATION = '''input: "data" input_shape { dim: 2 dim: 4 dim: 6 dim: 6 }
@@ -231,41 +243,17 @@ def test_affine_chains_take_the_relu_after_them(tmp_path):
     """A BatchNorm/Scale chain (or a lone BatchNorm) that only a plain ReLU reads becomes one
     ChannelAffine that clips its output: the numbers stay, with and without gradients, and in
     compile's model.py. An affine read elsewhere too, or a leaky ReLU, stays apart."""
-    faithful = with_statistics(netdef.load(PRE_ACTIVATION))
-    optimized = netdef.load(PRE_ACTIVATION)
-    optimized.load_state_dict(faithful.state_dict())
-    from netdef.compiler.optimize import optimize
-    optimize(optimized)
-    kinds = {n.target: type(optimized.get_submodule(n.target)).__name__
-             for n in optimized.graph.nodes if n.op == "call_module"}
-    assert kinds == {"bn": "ChannelAffine", "c": "PackedConv2d", "p": "MaxPool2d",
-                     "bn2": "ChannelAffine", "bn3": "CaffeBatchNorm", "r3": "ReLU",
-                     "e": "Eltwise", "bn4": "CaffeBatchNorm", "leaky": "LeakyReLU"}, kinds
-    assert optimized.bn.relu and optimized.bn2.relu
-    assert optimized.caffe_weights_rewritten
-    outputs = ("p", "e", "b4")
-    for layout in (torch.contiguous_format, torch.channels_last):
-        x = torch.randn(2, 4, 6, 6).contiguous(memory_format=layout)
-        with torch.no_grad():
-            reference, ours = faithful(data=x), optimized(data=x)
-        for name in outputs:
-            assert relative_l2(ours[name].numpy(), reference[name].numpy()) <= 1e-5, name
-        assert (ours["p"] == 0).any() and (ours["p"] > 0).any()  # the ReLU did cut
-    x.requires_grad_(True)
-    optimized(data=x)["p"].sum().backward()
-    expected = torch.autograd.grad(faithful(data=x)["p"].sum(), x)[0]
-    torch.testing.assert_close(x.grad, expected, rtol=1e-4, atol=1e-5)
-    net = tmp_path / "preactivation.prototxt"
-    net.write_text(PRE_ACTIVATION)
-    netdef.compiler.codegen.compile_net(net, tmp_path / "out")
-    model_py = (tmp_path / "out" / "model.py").read_text()
-    assert "netdef.runtime.ChannelAffine(channels=4, relu=True)" in model_py, model_py
-    x = torch.randn(2, 4, 6, 6)
+    optimized, model_py = same_numbers_optimized(PRE_ACTIVATION, (2, 4, 6, 6), ("p", "e", "b4"),
+                                                 tmp_path)
+    assert kinds_of(optimized) == {
+        "bn": "ChannelAffine", "c": "PackedConv2d", "p": "MaxPool2d", "bn2": "ChannelAffine",
+        "bn3": "CaffeBatchNorm", "r3": "ReLU", "e": "Eltwise", "bn4": "CaffeBatchNorm",
+        "leaky": "LeakyReLU"}
+    assert optimized.bn.relu and optimized.bn2.relu and optimized.caffe_weights_rewritten
     with torch.no_grad():
-        reference = netdef.load(PRE_ACTIVATION)(data=x)
-        compiled = load_model_py(tmp_path / "out")(data=x)
-    for name in outputs:
-        assert relative_l2(compiled[name].numpy(), reference[name].numpy()) <= 1e-5, name
+        clipped = optimized(data=torch.randn(2, 4, 6, 6))["p"]
+    assert (clipped == 0).any() and (clipped > 0).any()  # the ReLU did cut
+    assert "netdef.runtime.ChannelAffine(channels=4, relu=True)" in model_py, model_py
 
 
 SIBLINGS = '''input: "data" input_shape { dim: 2 dim: 6 dim: 7 dim: 7 }
@@ -298,38 +286,15 @@ def test_sibling_convolutions_merge_into_one(tmp_path):
     """Convolutions of one kind and shape that read the same blob run as one, each reader
     taking its slice: the numbers stay, with and without gradients, and in compile's model.py.
     Another kernel size, or no ReLU after it, keeps a convolution apart."""
-    faithful = netdef.load(SIBLINGS)
-    optimized = netdef.load(SIBLINGS, optimize=True)
-    kinds = {n.target: type(optimized.get_submodule(n.target)).__name__
-             for n in optimized.graph.nodes if n.op == "call_module"}
+    optimized, model_py = same_numbers_optimized(SIBLINGS, (2, 6, 7, 7), ("sum", "cat"),
+                                                 tmp_path)
     # a and b (1x1, ReLU) become one; plain and plain2 (1x1, no bias, no ReLU) another
-    assert kinds == {"a": "ConvReLU", "b3": "PackedConv2d", "plain": "PackedConv2d",
-                     "wide": "ConvReLU", "cat": "Concat", "sum": "Eltwise"}, kinds
+    assert kinds_of(optimized) == {"a": "ConvReLU", "b3": "PackedConv2d", "plain": "PackedConv2d",
+                                   "wide": "ConvReLU", "cat": "Concat", "sum": "Eltwise"}
     assert (optimized.a.out_channels, optimized.plain.out_channels) == (8, 6)
     assert optimized.caffe_weights_rewritten
     assert "self.b(" not in optimized.code and "self.plain2(" not in optimized.code
-    outputs = ("cat", "sum")
-    for layout in (torch.contiguous_format, torch.channels_last):
-        x = torch.randn(2, 6, 7, 7).contiguous(memory_format=layout)
-        with torch.no_grad():
-            reference, ours = faithful(data=x), optimized(data=x)
-        for name in outputs:
-            assert relative_l2(ours[name].numpy(), reference[name].numpy()) <= 1e-5, name
-    x.requires_grad_(True)
-    optimized(data=x)["sum"].sum().backward()
-    expected = torch.autograd.grad(faithful(data=x)["sum"].sum(), x)[0]
-    torch.testing.assert_close(x.grad, expected, rtol=1e-4, atol=1e-5)
-    net = tmp_path / "siblings.prototxt"
-    net.write_text(SIBLINGS)
-    netdef.compiler.codegen.compile_net(net, tmp_path / "out")
-    model_py = (tmp_path / "out" / "model.py").read_text()
     assert "out_channels=8" in model_py and ".split([3, 5], 1)" in model_py, model_py
-    x = torch.randn(2, 6, 7, 7)
-    with torch.no_grad():
-        compiled = load_model_py(tmp_path / "out")(data=x)
-        reference = faithful(data=x)
-    for name in outputs:
-        assert relative_l2(compiled[name].numpy(), reference[name].numpy()) <= 1e-5, name
 
 
 PLAIN_CONVOLUTION = '''input: "data" input_shape { dim: 1 dim: 3 dim: 10 dim: 10 }
