@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import os
 import sys
 import tempfile
@@ -33,7 +34,8 @@ from netdef.runtime.threads import ThreadChooser, _State
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_zoo import busy, busy_medians, cpu_kind, geomean, medians, runners, zoo  # noqa: E402
 
-KINDS = ("chooser", "fixed", "free", "opencv")  # and "one", "four", "quick" when asked for
+KINDS = ("chooser", "fixed", "free", "opencv")  # and "one", "four", "quick", "pinned",
+# "short-slices" when asked for
 SMALL_OPS = "nsfw,ResNet-50,GoogLeNet,MobileNet,SqueezeNet,DenseNet-121"
 
 CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -97,6 +99,71 @@ def _own_running() -> int:
     return count
 
 
+class _SchedAttr(ctypes.Structure):  # Linux's struct sched_attr (sched_setattr(2))
+    _fields_ = [("size", ctypes.c_uint32), ("policy", ctypes.c_uint32),
+                ("flags", ctypes.c_uint64), ("nice", ctypes.c_int32),
+                ("priority", ctypes.c_uint32), ("runtime", ctypes.c_uint64),
+                ("deadline", ctypes.c_uint64), ("period", ctypes.c_uint64),
+                ("util_min", ctypes.c_uint32), ("util_max", ctypes.c_uint32)]
+
+
+SCHED_SETATTR, SCHED_GETATTR, GETTID = 314, 315, 186  # x86_64 system call numbers
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _set_slice(thread: int, nanoseconds: int) -> None:
+    """The thread's requested slice (Linux 6.12+ EEVDF; 0 gives the default back)."""
+    attr = _SchedAttr()
+    if _libc.syscall(SCHED_GETATTR, thread, ctypes.byref(attr), ctypes.sizeof(attr), 0):
+        raise OSError(ctypes.get_errno(), "sched_getattr")
+    attr.size, attr.flags, attr.runtime = ctypes.sizeof(attr), 0, nanoseconds
+    if _libc.syscall(SCHED_SETATTR, thread, ctypes.byref(attr), 0):
+        raise OSError(ctypes.get_errno(), "sched_setattr")
+
+
+def with_short_slices(forward, nanoseconds=100_000):
+    """"short-slices": a short slice makes the scheduler run a woken thread sooner, so a thread
+    that a barrier waits on might lose less time behind the spinners."""
+    def run():
+        threads = [int(task) for task in os.listdir("/proc/self/task")]
+        for thread in threads:
+            _set_slice(thread, nanoseconds)
+        try:
+            forward()
+        finally:
+            for thread in threads:
+                _set_slice(thread, 0)
+    return run
+
+
+def openmp_threads() -> set:
+    """The thread ids of torch's OpenMP team: each member of a region run through libgomp's
+    own entry point reports its id (torch's wheel ships libgomp)."""
+    path = next(line.split()[-1] for line in open("/proc/self/maps") if "libgomp" in line)
+    gomp, found = ctypes.CDLL(path), set()
+    callback = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(lambda _: found.add(_libc.syscall(GETTID)))
+    gomp.GOMP_parallel(callback, None, ctypes.c_uint(torch.get_num_threads()), ctypes.c_uint(0))
+    return found
+
+
+def pinned(forward):
+    """"pinned": torch's OpenMP threads held on the calling thread's core for each forward, so
+    they never wait on a partner parked on the other core; the balancer may move the spinners
+    away."""
+    team, everywhere = openmp_threads(), os.sched_getaffinity(0)
+
+    def run():
+        core = {_libc.sched_getcpu()}
+        for thread in team:
+            os.sched_setaffinity(thread, core)
+        try:
+            forward()
+        finally:
+            for thread in team:
+                os.sched_setaffinity(thread, everywhere)
+    return run
+
+
 def with_free_cores(forward):
     def run():
         with free_cores():
@@ -124,6 +191,9 @@ def slowdowns(prototxt, weights, shape, rounds: int, kinds) -> dict:
     runs = runners(prototxt, weights, shape, **modules)
     runs["free"] = with_free_cores(runs["fixed"])
     runs["one"], runs["four"] = on_threads(1, runs["fixed"]), on_threads(4, runs["fixed"])
+    runs["short-slices"] = with_short_slices(runs["fixed"])
+    if "pinned" in kinds:
+        runs["pinned"] = pinned(runs["fixed"])
     runs = {kind: runs[kind] for kind in kinds}
     quiet = medians(runs, rounds)
     busy = busy_medians(runs, rounds)
