@@ -226,8 +226,10 @@ def _export(module, example: dict, dynamic, out: Path, fmt: str) -> str:
     if fmt in ("pt2", "aoti"):
         program = torch.export.export(module, (), example, dynamic_shapes=dynamic)
         if fmt == "aoti":
-            torch._inductor.aoti_compile_and_package(program,
-                                                     package_path=str(out / EXPORTS[fmt]))
+            # kernels that follow the caller's thread count (netdef/fastpath.py)
+            torch._inductor.aoti_compile_and_package(
+                program, package_path=str(out / EXPORTS[fmt]),
+                inductor_configs={"cpp.dynamic_threads": True})
         else:
             torch.export.save(program, str(out / EXPORTS[fmt]))
         return EXPORTS[fmt]

@@ -18,6 +18,7 @@ import torch
 from torch import fx, nn
 
 from netdef.errors import LoweringError, Problem, raise_if_errors
+from netdef.runtime.threads import cpu_key
 
 from .ir import Layer, Net
 from .modules import LoweringContext, LoweringIssue, ModuleSpec
@@ -88,17 +89,12 @@ class CaffeGraphModule(fx.GraphModule):
         # netdef.load's CPU inference modules choose their thread count by how fast recent
         # forwards ran (netdef/runtime/threads.py); never while torch traces the module
         choose = getattr(self, "caffe_thread_chooser", None)
-        if choose is None or self.training or not _plain_cpu(blobs) or \
-                torch.compiler.is_compiling():
+        key = None if choose is None or self.training or torch.compiler.is_compiling() \
+            else cpu_key(blobs)
+        if key is None:
             return super().__call__(*args, **blobs)
-        with choose(tuple((name, tuple(value.shape)) for name, value in blobs.items()
-                          if isinstance(value, torch.Tensor))):
+        with choose(key):
             return super().__call__(*args, **blobs)
-
-
-def _plain_cpu(blobs: dict) -> bool:
-    return all(type(value) is torch.Tensor and value.device.type == "cpu"
-               for value in blobs.values() if isinstance(value, torch.Tensor))
 
 
 def _channels_last(value):

@@ -18,6 +18,14 @@ from pathlib import Path
 
 import torch
 
+from netdef.runtime.threads import chosen
+
+# inductor's settings for netdef's compiled forwards: weights frozen into the graph, and
+# kernels that ask OpenMP for the thread count at each call. Otherwise a count other than the
+# machine's core count is baked in when they compile: the chooser could not move them, and a
+# package compiled at 16 threads would run 16 on any machine.
+COMPILED_KERNELS = {"freezing": True, "cpp.dynamic_threads": True}
+
 
 class FastNet:
     """`fast(**inputs)` -> {blob name: float32 tensor}, like the module it wraps."""
@@ -36,8 +44,13 @@ class FastNet:
             module = module.to(memory_format=torch.channels_last)
         self.module = module
         self.compiled = torch.compile(module, mode="reduce-overhead" if self.cuda else None)
+        if not self.cuda:  # a busy machine: one thread while that runs faster
+            self.forward = chosen(self.forward)
 
     def __call__(self, **inputs):
+        return self.forward(**inputs)
+
+    def forward(self, **inputs):
         prepared = {}
         for name, value in inputs.items():
             name = self.renames.get(name, name)
@@ -46,16 +59,17 @@ class FastNet:
                 if self.cuda and value.dim() == 4:
                     value = value.contiguous(memory_format=torch.channels_last)
             prepared[name] = value
-        # freezing is read when a graph compiles (first call, new shapes): patch every call
+        # read when a graph compiles (first call, new shapes): patch every call
         from torch._inductor import config
-        with torch.no_grad(), config.patch(freezing=True):
+        with torch.no_grad(), config.patch(COMPILED_KERNELS):
             outputs = self.compiled(**prepared)
         return {name: value.float() if value.is_floating_point() else value
                 for name, value in outputs.items()}
 
 
 def fast(module: torch.nn.Module, *, bf16: bool | None = None) -> FastNet:
-    """Wrap a module from netdef.load for fast inference (bf16 defaults to on for CUDA)."""
+    """Wrap a module from netdef.load for fast inference (bf16 defaults to on for CUDA). On
+    the CPU its forwards choose their thread count as the module's do (runtime/threads.py)."""
     return FastNet(module, bf16=bf16)
 
 
@@ -129,7 +143,7 @@ def load_package(path):
 
     loader_type = getattr(torch._C._aoti, "AOTIModelPackageLoader", None)
     if loader_type is None:  # an older torch: its own loader
-        return torch._inductor.aoti_load_package(str(path))
+        return chosen(torch._inductor.aoti_load_package(str(path)))
     loader = loader_type(str(path), "model", False, 1, -1)
     inputs, outputs = (pytree.treespec_loads(spec) for spec in loader.get_call_spec())
     names = inputs.child(1).context  # the spec of (args, kwargs): forward takes kwargs only
@@ -137,7 +151,7 @@ def load_package(path):
     def run(**blobs):
         return dict(pytree.tree_unflatten(loader.boxed_run([blobs[name] for name in names]),
                                           outputs))
-    return run
+    return chosen(run)
 
 
 def file_identity(path) -> dict | None:

@@ -150,3 +150,46 @@ def test_records_stay_bounded_when_every_input_has_its_own_shape(two_threads, mo
         clock.forward(choose, key=size)
     assert len(choose.states) == 3
     assert (9, 2) in choose.states and (0, 2) not in choose.states  # the oldest went
+
+
+def test_fast_cpu_forwards_choose_too(two_threads, monkeypatch):
+    """netdef.fast on the CPU runs under a chooser of its own: the traced module's chooser
+    never runs inside the compiled graph."""
+    monkeypatch.setattr(threads._State, "choose", lambda self, requested: 1)
+    fast = netdef.fast(netdef.load(NET))
+    seen = []
+
+    def compiled(**blobs):  # stands in for torch.compile's module: no compile in this test
+        seen.append(torch.get_num_threads())
+        return {"prob": blobs["data"]}
+    fast.compiled = compiled
+    fast(data=torch.randn(2, 3, 20, 20))
+    assert seen == [1] and torch.get_num_threads() == 2
+
+
+@pytest.mark.slow
+def test_package_kernels_follow_the_chosen_count(two_threads, monkeypatch, tmp_path):
+    """An AOTInductor package's generated kernels ask OpenMP for the thread count at each
+    call (no count baked in), and its runner chooses like a loaded module."""
+    import zipfile
+
+    from netdef.compiler.codegen import export_program
+    from netdef.fastpath import load_package
+
+    module = netdef.load(NET, optimize=True)
+    torch.set_num_threads(1)  # not the machine's core count: inductor would bake this one in
+    export_program(module, {"data": (2, 3, 20, 20)}, tmp_path, "aoti")
+    torch.set_num_threads(2)
+    with zipfile.ZipFile(tmp_path / "model_aoti.pt2") as package:
+        kernels = "".join(package.read(name).decode() for name in package.namelist()
+                          if name.endswith("kernel.cpp"))
+    assert "#pragma omp parallel" in kernels and "omp parallel num_threads" not in kernels
+    run = load_package(tmp_path / "model_aoti.pt2")
+    x = torch.randn(3, 3, 20, 20)
+    with torch.no_grad():
+        expected = module(data=x)["prob"]
+    counts = []
+    monkeypatch.setattr(threads._State, "choose",
+                        lambda self, requested: counts.append(requested) or 1)
+    torch.testing.assert_close(run(data=x)["prob"], expected, rtol=1e-5, atol=1e-6)
+    assert counts == [2] and torch.get_num_threads() == 2

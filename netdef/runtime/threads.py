@@ -51,6 +51,31 @@ class ThreadChooser:
         state.record(threads, requested, elapsed)
 
 
+def cpu_key(blobs: dict):
+    """What a chooser keeps its records under: the input names and shapes, or None when an
+    input is not a plain CPU tensor (CUDA, meta, a subclass that traces), left alone."""
+    tensors = {name: value for name, value in blobs.items() if isinstance(value, torch.Tensor)}
+    if any(type(value) is not torch.Tensor or value.device.type != "cpu"
+           for value in tensors.values()):
+        return None
+    return tuple((name, tuple(value.shape)) for name, value in tensors.items())
+
+
+def chosen(run):
+    """A compiled forward, `run(**blobs)`, behind a chooser of its own: netdef.fast's and an
+    AOTInductor package's CPU forwards, whose kernels read the thread count at every call
+    (compiled with inductor's cpp.dynamic_threads, see netdef/fastpath.py)."""
+    choose = ThreadChooser()
+
+    def forward(**blobs):
+        key = cpu_key(blobs)
+        if key is None:
+            return run(**blobs)
+        with choose(key):
+            return run(**blobs)
+    return forward
+
+
 class _State:
     def __init__(self):
         self.best = math.inf  # the fastest forward at the caller's count
