@@ -18,7 +18,6 @@ import torch
 from torch import fx, nn
 
 from netdef.errors import LoweringError, Problem, raise_if_errors
-from netdef.runtime.threads import cpu_key
 
 from .ir import Layer, Net
 from .modules import LoweringContext, LoweringIssue, ModuleSpec
@@ -89,11 +88,9 @@ class CaffeGraphModule(fx.GraphModule):
         # netdef.load's CPU inference modules choose their thread count by how fast recent
         # forwards ran (netdef/runtime/threads.py); never while torch traces the module
         choose = getattr(self, "caffe_thread_chooser", None)
-        key = None if choose is None or self.training or torch.compiler.is_compiling() \
-            else cpu_key(blobs)
-        if key is None:
+        if choose is None or self.training or torch.compiler.is_compiling():
             return super().__call__(*args, **blobs)
-        with choose(key):
+        with choose.inputs(blobs):
             return super().__call__(*args, **blobs)
 
 

@@ -50,6 +50,11 @@ class ThreadChooser:
                 torch.set_num_threads(requested)
         state.record(threads, requested, elapsed)
 
+    def inputs(self, blobs: dict):
+        """A forward on these inputs under the chooser; plain when they are not CPU tensors."""
+        key = cpu_key(blobs)
+        return contextlib.nullcontext() if key is None else self(key)
+
 
 def cpu_key(blobs: dict):
     """What a chooser keeps its records under: the input names and shapes, or None when an
@@ -68,10 +73,7 @@ def chosen(run):
     choose = ThreadChooser()
 
     def forward(**blobs):
-        key = cpu_key(blobs)
-        if key is None:
-            return run(**blobs)
-        with choose(key):
+        with choose.inputs(blobs):
             return run(**blobs)
     return forward
 
