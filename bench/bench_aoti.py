@@ -33,13 +33,16 @@ def main() -> None:
     parser.add_argument("--nets", default="nsfw,MobileNet,SqueezeNet,GoogLeNet")
     parser.add_argument("--rounds", type=int, default=11)
     parser.add_argument("--busy-rounds", type=int, default=0)
+    parser.add_argument("--gap-ms", type=float, default=0.0,
+                        help="sleep before each forward: no thread of the one before still spins")
     args = parser.parse_args()
     import cv2
 
     torch.set_num_threads(2)
     cv2.setNumThreads(2)
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch "
-          f"{torch.__version__}, OpenCV {cv2.__version__}, 2 threads each, {args.rounds} rounds")
+          f"{torch.__version__}, OpenCV {cv2.__version__}, 2 threads each, {args.rounds} rounds, "
+          f"{args.gap_ms:g} ms gap")
     print("| net | AOT compile s | package load s | optimize=True ms | aoti ms | OpenCV ms | "
           "optimized / OpenCV | aoti / OpenCV |")
     print("|---|---|---|---|---|---|---|---|")
@@ -54,13 +57,13 @@ def main() -> None:
             loaded = time.perf_counter() - start
             optimized = netdef.load(prototxt, weights, optimize=True)
             runs = runners(prototxt, weights, shape, optimized=optimized, aoti=package)
-            med = medians(runs, args.rounds)
+            med = medians(runs, args.rounds, args.gap_ms / 1000)
             ratios.append((med["optimized"] / med["opencv"], med["aoti"] / med["opencv"]))
             print(f"| {name} | {compiled:.0f} | {loaded:.2f} | {med['optimized']:.1f} | "
                   f"{med['aoti']:.1f} | {med['opencv']:.1f} | {ratios[-1][0]:.2f}x | "
                   f"{ratios[-1][1]:.2f}x |", flush=True)
             if args.busy_rounds:
-                busy = busy_medians(runs, args.busy_rounds)
+                busy = busy_medians(runs, args.busy_rounds, args.gap_ms / 1000)
                 slowdowns.append({kind: busy[kind] / med[kind] for kind in runs})
                 print(f"|   busy {name} | | | {busy['optimized']:.1f} | {busy['aoti']:.1f} | "
                       f"{busy['opencv']:.1f} | slowdown " + ", ".join(

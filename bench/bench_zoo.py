@@ -91,17 +91,18 @@ def busy():
             process.terminate()
 
 
-def busy_medians(runs: dict, rounds: int) -> dict:
+def busy_medians(runs: dict, rounds: int, gap: float = 0.0) -> dict:
     """medians() while two processes spin on the same cores (started and stopped here)."""
     with busy():
-        return medians(runs, rounds)
+        return medians(runs, rounds, gap)
 
 
-def medians(runs: dict, rounds: int) -> dict:
+def medians(runs: dict, rounds: int, gap: float = 0.0) -> dict:
     """Each kind's median forward in ms over `rounds` rounds of one forward each. The order
     turns by one each round: a forward that runs just after OpenCV's shares the cores with
     OpenCV's threads still awake (the thread chooser's quiet medians were up to 26% high when
-    it always ran there; docs/benchmarks.md, "Rounds in turning order")."""
+    it always ran there; docs/benchmarks.md, "Rounds in turning order"). `gap` seconds of sleep
+    before each forward let the other side's threads stop spinning first."""
     times = {kind: [] for kind in runs}
     for fn in runs.values():
         fn()  # warm-up
@@ -109,6 +110,7 @@ def medians(runs: dict, rounds: int) -> dict:
     for number in range(rounds):
         turn = number % len(kinds)
         for kind in kinds[turn:] + kinds[:turn]:
+            time.sleep(gap)
             start = time.perf_counter()
             runs[kind]()
             times[kind].append((time.perf_counter() - start) * 1000)
