@@ -42,9 +42,16 @@ class FastNet:
         module = module.eval()
         if self.cuda:
             module = module.to(memory_format=torch.channels_last)
+        self.channels_last = self.cuda or getattr(module, "caffe_channels_last", False)
         self.module = module
-        self.compiled = torch.compile(module, mode="reduce-overhead" if self.cuda else None)
-        if not self.cuda:  # a busy machine: one thread while that runs faster
+        # the net's own generated forward, not the __call__ that every loaded net shares:
+        # torch.compile keeps at most 8 graphs per code object, and the 9th net compiled in a
+        # process would silently run eager
+        if self.cuda:
+            self.compiled = torch.compile(module.forward, mode="reduce-overhead")
+        else:  # a busy machine: one thread while that runs faster
+            self.compiled = torch.compile(module.forward,
+                                          options={"guard_filter_fn": _any_thread_count})
             self.forward = chosen(self.forward)
 
     def __call__(self, **inputs):
@@ -56,7 +63,7 @@ class FastNet:
             name = self.renames.get(name, name)
             if value.is_floating_point():
                 value = value.to(self.dtype)
-                if self.cuda and value.dim() == 4:
+                if self.channels_last and value.dim() == 4:
                     value = value.contiguous(memory_format=torch.channels_last)
             prepared[name] = value
         # read when a graph compiles (first call, new shapes): patch every call
@@ -65,6 +72,15 @@ class FastNet:
             outputs = self.compiled(**prepared)
         return {name: value.float() if value.is_floating_point() else value
                 for name, value in outputs.items()}
+
+
+def _any_thread_count(guards) -> list:
+    """torch.compile's guards minus the one on global state. That one holds the thread count,
+    so each thread count the chooser tries would compile the net again (4-15 s for the zoo's
+    nets). The kernels read the count at each call, grad mode is always off here, and the
+    rest of that state (autocast, default dtype) does not reach a graph that casts its own
+    inputs."""
+    return [entry.guard_type != "GLOBAL_STATE" for entry in guards]
 
 
 def fast(module: torch.nn.Module, *, bf16: bool | None = None) -> FastNet:

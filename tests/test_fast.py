@@ -132,3 +132,50 @@ def test_run_fast_falls_back_to_torch_compile_when_the_package_does_not_load(
     assert cli(*common, "--out", tmp_path / "eager.npz")[0] == 0
     assert np.allclose(np.load(tmp_path / "fast.npz")["prob"],
                        np.load(tmp_path / "eager.npz")["prob"], atol=1e-5)
+
+
+def _compiled_graphs() -> int:
+    from torch._dynamo.utils import counters
+
+    return counters["stats"]["unique_graphs"]
+
+
+@pytest.mark.slow
+def test_fast_compiles_an_optimized_net_as_one_graph_for_any_thread_count():
+    """optimize=True's fused convolutions step aside for the compiler without breaking the graph,
+    and the thread chooser's switch to one thread does not compile the net again."""
+    from torch._dynamo.utils import counters
+
+    model = netdef.load(NET, optimize=True)
+    x = torch.randn(2, 3, 20, 20)
+    with torch.no_grad():
+        expected = model(data=x)["prob"]
+    counters.clear()
+    fast = netdef.fast(model)
+    threads = torch.get_num_threads()
+    try:
+        out = fast(data=x)["prob"]
+        torch.set_num_threads(1)
+        again = fast(data=x)["prob"]
+    finally:
+        torch.set_num_threads(threads)
+    assert not counters["graph_break"], dict(counters["graph_break"])
+    assert _compiled_graphs() == 1
+    for result in (out, again):
+        assert torch.allclose(result, expected, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_fast_compiles_every_net_of_a_process():
+    """Each net's compiled forward is its own: torch.compile's limit of graphs per function
+    (lowered here to 2) does not send a later net back to eager."""
+    one_conv = ('input: "data" input_shape { dim: 1 dim: 3 dim: 8 dim: 8 }\n'
+                'layer { name: "c" type: "Convolution" bottom: "data" top: "c" '
+                'convolution_param { num_output: %d kernel_size: 3 '
+                'weight_filler { type: "gaussian" } } }')
+    x = torch.randn(1, 3, 8, 8)
+    with torch._dynamo.config.patch(recompile_limit=2):
+        for outputs in (2, 3, 4):
+            before = _compiled_graphs()
+            netdef.fast(netdef.load(one_conv % outputs, optimize=True))(data=x)
+            assert _compiled_graphs() == before + 1, f"net {outputs} was not compiled"

@@ -150,8 +150,13 @@ class ConvAddReLU(ConvAdd):
 _UNARY = {"none": None, "relu": "relu"}  # activation -> oneDNN's post-op after a binary one
 
 
+_ONEDNN = torch.backends.mkldnn.is_available()
+
+
 def _fusable(x, weight) -> bool:
-    return (type(x) is torch.Tensor and x.device.type == "cpu" and x.dtype == weight.dtype
-            and x.dtype in (torch.float32, torch.bfloat16) and torch.backends.mkldnn.is_available()
-            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
-            and not torch.compiler.is_compiling())
+    # torch.compile's tracer first: it cannot step into is_available() and would break the
+    # graph at every convolution (netdef.fast of an optimized module)
+    return (not torch.compiler.is_compiling() and _ONEDNN and type(x) is torch.Tensor
+            and x.device.type == "cpu" and x.dtype == weight.dtype
+            and x.dtype in (torch.float32, torch.bfloat16)
+            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)))
