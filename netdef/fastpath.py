@@ -47,17 +47,32 @@ class FastNet:
         # the net's own generated forward, not the __call__ that every loaded net shares:
         # torch.compile keeps at most 8 graphs per code object, and the 9th net compiled in a
         # process would silently run eager
-        if self.cuda:
-            self.compiled = torch.compile(module.forward, mode="reduce-overhead")
-        else:  # a busy machine: one thread while that runs faster
-            self.compiled = torch.compile(module.forward,
-                                          options={"guard_filter_fn": _any_thread_count})
-            self.forward = chosen(self.forward)
+        self.compiled = torch.compile(module.forward,
+                                      mode="reduce-overhead" if self.cuda else None)
+        if not self.cuda:
+            # a busy machine: one thread while that runs faster, on the module as loaded. The
+            # graph's convolution weights are packed for the thread count it was compiled at:
+            # on one thread nsfw ran 1.8x and MobileNet 7x slower than the loaded module, and
+            # compiling it again for one thread stalls for 1-15 s (bench/results/
+            # 2026-12-06-fast-one-thread-cpu.txt)
+            self.forward = chosen(self.forward, on_one_thread=self.uncompiled)
 
     def __call__(self, **inputs):
         return self.forward(**inputs)
 
     def forward(self, **inputs):
+        prepared = self._prepared(inputs)
+        # read when a graph compiles (first call, new shapes): patch every call
+        from torch._inductor import config
+        with torch.no_grad(), config.patch(COMPILED_KERNELS):
+            return _float(self.compiled(**prepared))
+
+    def uncompiled(self, **inputs):
+        """The same forward on the module as loaded (in this wrapper's precision)."""
+        with torch.no_grad():
+            return _float(self.module(**self._prepared(inputs)))
+
+    def _prepared(self, inputs: dict) -> dict:
         prepared = {}
         for name, value in inputs.items():
             name = self.renames.get(name, name)
@@ -66,21 +81,12 @@ class FastNet:
                 if self.channels_last and value.dim() == 4:
                     value = value.contiguous(memory_format=torch.channels_last)
             prepared[name] = value
-        # read when a graph compiles (first call, new shapes): patch every call
-        from torch._inductor import config
-        with torch.no_grad(), config.patch(COMPILED_KERNELS):
-            outputs = self.compiled(**prepared)
-        return {name: value.float() if value.is_floating_point() else value
-                for name, value in outputs.items()}
+        return prepared
 
 
-def _any_thread_count(guards) -> list:
-    """torch.compile's guards minus the one on global state. That one holds the thread count,
-    so each thread count the chooser tries would compile the net again (4-15 s for the zoo's
-    nets). The kernels read the count at each call, grad mode is always off here, and the
-    rest of that state (autocast, default dtype) does not reach a graph that casts its own
-    inputs."""
-    return [entry.guard_type != "GLOBAL_STATE" for entry in guards]
+def _float(outputs: dict) -> dict:
+    return {name: value.float() if value.is_floating_point() else value
+            for name, value in outputs.items()}
 
 
 def fast(module: torch.nn.Module, *, bf16: bool | None = None) -> FastNet:

@@ -140,28 +140,45 @@ def _compiled_graphs() -> int:
     return counters["stats"]["unique_graphs"]
 
 
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.slow
-def test_fast_compiles_an_optimized_net_as_one_graph_for_any_thread_count():
-    """optimize=True's fused convolutions step aside for the compiler without breaking the graph,
-    and the thread chooser's switch to one thread does not compile the net again."""
+def test_fast_compiles_an_optimized_net_as_one_graph_and_runs_one_thread_on_the_module(
+        monkeypatch, two_threads):
+    """optimize=True's fused convolutions step aside for the compiler without breaking the
+    graph. When the thread chooser runs one thread in place of the caller's count, the loaded
+    module runs (the graph's weights are packed for the caller's count), and nothing compiles
+    again."""
     from torch._dynamo.utils import counters
 
+    from netdef.fastpath import FastNet
+    from netdef.runtime import threads
+
+    chooser_says = {}
+    monkeypatch.setattr(threads._State, "choose",
+                        lambda self, requested: chooser_says.get("threads", requested))
+    uncompiled, original = [], FastNet.uncompiled
+    monkeypatch.setattr(FastNet, "uncompiled", lambda self, **blobs: uncompiled.append(
+        torch.get_num_threads()) or original(self, **blobs))
     model = netdef.load(NET, optimize=True)
     x = torch.randn(2, 3, 20, 20)
     with torch.no_grad():
         expected = model(data=x)["prob"]
     counters.clear()
     fast = netdef.fast(model)
-    threads = torch.get_num_threads()
-    try:
-        out = fast(data=x)["prob"]
-        torch.set_num_threads(1)
-        again = fast(data=x)["prob"]
-    finally:
-        torch.set_num_threads(threads)
+    compiled = fast(data=x)["prob"]
     assert not counters["graph_break"], dict(counters["graph_break"])
-    assert _compiled_graphs() == 1
-    for result in (out, again):
+    assert _compiled_graphs() == 1 and not uncompiled
+    chooser_says["threads"] = 1
+    on_one = fast(data=x)["prob"]
+    assert uncompiled == [1] and _compiled_graphs() == 1
+    for result in (compiled, on_one):
         assert torch.allclose(result, expected, atol=1e-5)
 
 

@@ -153,16 +153,20 @@ def test_records_stay_bounded_when_every_input_has_its_own_shape(two_threads, mo
 
 
 def test_fast_cpu_forwards_choose_too(two_threads, monkeypatch):
-    """netdef.fast on the CPU runs under a chooser of its own: the traced module's chooser
-    never runs inside the compiled graph."""
+    """netdef.fast on the CPU runs under a chooser of its own (the traced module's chooser
+    never runs inside the compiled graph). One thread runs the module as loaded: the graph's
+    weights are packed for the caller's count."""
     monkeypatch.setattr(threads._State, "choose", lambda self, requested: 1)
     fast = netdef.fast(netdef.load(NET))
     seen = []
 
     def compiled(**blobs):  # stands in for torch.compile's module: no compile in this test
+        raise AssertionError("the compiled graph ran on one thread")
+
+    def module(**blobs):
         seen.append(torch.get_num_threads())
         return {"prob": blobs["data"]}
-    fast.compiled = compiled
+    fast.compiled, fast.module = compiled, module
     fast(data=torch.randn(2, 3, 20, 20))
     assert seen == [1] and torch.get_num_threads() == 2
 

@@ -43,7 +43,7 @@ class ThreadChooser:
             torch.set_num_threads(threads)
         start = time.perf_counter()
         try:
-            yield
+            yield threads != requested  # whether one thread stands in for the caller's count
         finally:
             elapsed = time.perf_counter() - start
             if threads != requested:
@@ -53,7 +53,7 @@ class ThreadChooser:
     def inputs(self, blobs: dict):
         """A forward on these inputs under the chooser; plain when they are not CPU tensors."""
         key = cpu_key(blobs)
-        return contextlib.nullcontext() if key is None else self(key)
+        return contextlib.nullcontext(False) if key is None else self(key)
 
 
 def cpu_key(blobs: dict):
@@ -66,15 +66,16 @@ def cpu_key(blobs: dict):
     return tuple((name, tuple(value.shape)) for name, value in tensors.items())
 
 
-def chosen(run):
+def chosen(run, on_one_thread=None):
     """A compiled forward, `run(**blobs)`, behind a chooser of its own: netdef.fast's and an
     AOTInductor package's CPU forwards, whose kernels read the thread count at every call
-    (compiled with inductor's cpp.dynamic_threads, see netdef/fastpath.py)."""
+    (compiled with inductor's cpp.dynamic_threads, see netdef/fastpath.py). While one thread
+    stands in for the caller's count, `on_one_thread(**blobs)` runs instead when given."""
     choose = ThreadChooser()
 
     def forward(**blobs):
-        with choose.inputs(blobs):
-            return run(**blobs)
+        with choose.inputs(blobs) as aside:
+            return (on_one_thread if aside and on_one_thread else run)(**blobs)
     return forward
 
 
