@@ -14,8 +14,11 @@ import sys
 # torch's OpenMP threads spin ~300,000 turns at every barrier before they sleep. When other
 # work shares the cores, a spinning thread holds a core its partner needs, and a 2-thread
 # forward slows down 5-6x (OpenCV's pool: under 3x); 10,000 turns keep the quiet speed and
-# halve the busy slowdown (docs/benchmarks.md). libgomp reads the setting when torch loads, so
-# it applies when netdef is imported first (the CLI is), and never overrides the user's.
+# halve the busy slowdown. Longer spins gain a little quiet speed within the noise, but at
+# 100,000 every forward ends with ~4 ms of a core spent spinning, taken from whatever else
+# runs (docs/benchmarks.md, "the spin count again"). libgomp reads the setting when torch
+# loads, so it applies when netdef is imported first (the CLI is), and never overrides the
+# user's.
 if "torch" not in sys.modules:
     os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
