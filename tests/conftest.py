@@ -77,3 +77,14 @@ def golden(request):
         assert text == path.read_text(), f"{name} differs from its golden file (--update-golden)"
 
     return check
+
+
+@pytest.fixture
+def two_threads():
+    """torch at 2 threads for the test (the thread chooser only acts above one)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)

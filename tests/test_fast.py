@@ -140,14 +140,6 @@ def _compiled_graphs() -> int:
     return counters["stats"]["unique_graphs"]
 
 
-@pytest.fixture
-def two_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.slow
 def test_fast_compiles_an_optimized_net_as_one_graph_and_runs_one_thread_on_the_module(
         monkeypatch, two_threads):

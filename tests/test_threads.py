@@ -13,14 +13,6 @@ from netdef.runtime.threads import ThreadChooser
 from .test_fast import NET
 
 
-@pytest.fixture
-def two_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
-
-
 class Clock:
     """time.perf_counter for the chooser: each forward lasts what the test says."""
 
