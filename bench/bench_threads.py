@@ -5,7 +5,11 @@ their best are timed against one thread, and the count with the faster recent me
 kept here to be measured again: each forward takes the cores other processes leave free (read
 from /proc at most every 0.2 s), so one thread on a busy 2-core machine. "one" and "four": one
 and four threads always (four oversubscribes a 2-core machine). "quick": the chooser with one
-more trigger, tried on 2026-12-05 and left out: a single forward over 3x the best.
+more trigger, tried on 2026-12-05 and left out: a single forward over 3x the best. Five more
+rules for the chooser, tried on 2026-12-06 and left out (docs/benchmarks.md, "the chooser's
+rule"): "steady" (means of the last four forwards), "sticky" (one thread for as long as the
+caller's count runs slow), "patient" (fewer tries of the caller's count), "margin" (and it must
+be clearly faster to win back), "strict-exit" (one thread leaves play only near the best).
 optimize=True modules, interleaved in one process, one forward of each per round; "busy" is
 the same rounds while two processes spin on the same cores. Prints each one's slowdown (busy
 median over quiet median) per net and the geometric means. `--trace NET` instead prints every
@@ -21,6 +25,7 @@ import argparse
 import contextlib
 import ctypes
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -29,13 +34,13 @@ from pathlib import Path
 import netdef  # first: netdef sets its OpenMP default before torch loads  # isort: skip
 import torch
 
-from netdef.runtime.threads import ThreadChooser, _State
+from netdef.runtime.threads import SLOW, ThreadChooser, _State
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_zoo import busy, busy_medians, cpu_kind, geomean, medians, runners, zoo  # noqa: E402
 
-KINDS = ("chooser", "fixed", "free", "opencv")  # and "one", "four", "quick", "pinned",
-# "short-slices" when asked for
+KINDS = ("chooser", "fixed", "free", "opencv")  # and "one", "four", "quick", "steady",
+# "sticky", "patient", "margin", "strict-exit", "pinned", "short-slices" when asked for
 SMALL_OPS = "nsfw,ResNet-50,GoogLeNet,MobileNet,SqueezeNet,DenseNet-121"
 
 CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -180,6 +185,102 @@ class _QuickState(_State):
             self.slowed = True
 
 
+class _SteadyState(_State):
+    """"steady": the chooser judging each count by the mean of its last four forwards, not two,
+    and trying the count not in use every 8 forwards either way: on a busy machine one count's
+    times jump between about 1x and 2x (which thread shares a core with a spinner), and two
+    samples flip the choice often."""
+
+    WINDOW, RETRY = 4, 8
+
+    def __init__(self):
+        super().__init__()
+        self.history = {}  # threads -> its last WINDOW forward times
+
+    def choose(self, requested: int) -> int:
+        if requested == 1:
+            return requested
+        self._update_slowed(self.last.get(requested, []))
+        if not self.slowed:
+            return requested
+        if 1 not in self.history:
+            return 1
+        mean = {count: statistics.mean(self.history[count]) for count in (requested, 1)}
+        winner = min(mean, key=mean.get)
+        loser = requested if winner == 1 else 1
+        return loser if self.since.get(loser, 0) >= self.RETRY else winner
+
+    def record(self, threads: int, requested: int, elapsed: float) -> None:
+        super().record(threads, requested, elapsed)
+        self.history[threads] = (self.history.get(threads, []) + [elapsed])[-self.WINDOW:]
+
+
+class _StickyState(_State):
+    """"sticky": once the caller's count has run slow, one thread, with the caller's count
+    tried every 8 forwards and taken back only when two of its forwards in a row run near its
+    best again (no comparison of means: on a busy machine two threads' forwards collapse now
+    and then, one thread's at worst share a core)."""
+
+    RETRY = 8
+
+    def choose(self, requested: int) -> int:
+        if requested == 1:
+            return requested
+        self._update_slowed(self.last.get(requested, []))
+        if not self.slowed:
+            return requested
+        return requested if self.since.get(requested, 0) >= self.RETRY else 1
+
+
+class _MarginState(_State):
+    """"margin": tried on 2026-12-06 and left out. The chooser, but the count not in use is
+    tried every 8 forwards either way (netdef: the caller's count after 4), and once one thread
+    has won, the caller's count must be 20% faster (mean of its last two forwards) to win back.
+    Under load one thread's forwards take 1x or 2x its quiet time (a core to itself, or one
+    shared with a spinner), and lucky pairs at two threads flip the choice."""
+
+    RETRY, MARGIN = 8, 0.8
+
+    def __init__(self):
+        super().__init__()
+        self.one_thread_won = True
+
+    def choose(self, requested: int) -> int:
+        if requested == 1:
+            return requested
+        self._update_slowed(self.last.get(requested, []))
+        if not self.slowed:
+            return requested
+        if 1 not in self.last:
+            return 1
+        mean = {count: sum(self.last[count]) / len(self.last[count]) for count in (requested, 1)}
+        needed = self.MARGIN if self.one_thread_won else 1.0
+        self.one_thread_won = not mean[requested] < needed * mean[1]
+        winner, loser = (1, requested) if self.one_thread_won else (requested, 1)
+        return loser if self.since.get(loser, 0) >= self.RETRY else winner
+
+
+class _PatientState(_MarginState):
+    """"patient": "margin" without its margin (the caller's count retried every 8 forwards)."""
+
+    MARGIN = 1.0
+
+
+class _StrictExitState(_State):
+    """"strict-exit": the chooser, but one thread leaves play only when two forwards in a row
+    at the caller's count run within 1.3x its best (netdef: 2x, the same bound that puts one
+    thread in play). Under load, 2-thread forwards often land just under 2x the best, and
+    each false all-clear cost two more collapsed forwards before one thread came back."""
+
+    QUIET = 1.3
+
+    def _update_slowed(self, recent: list) -> None:
+        if len(recent) == 2 and all(t > SLOW * self.best for t in recent):
+            self.slowed = True
+        elif len(recent) == 2 and all(t <= self.QUIET * self.best for t in recent):
+            self.slowed = False
+
+
 def slowdowns(prototxt, weights, shape, rounds: int, kinds) -> dict:
     """kind -> (quiet ms, busy ms) for each of `kinds`: policies and OpenCV."""
     fixed = netdef.load(prototxt, weights, optimize=True)
@@ -188,6 +289,21 @@ def slowdowns(prototxt, weights, shape, rounds: int, kinds) -> dict:
     if "quick" in kinds:
         modules["quick"] = netdef.load(prototxt, weights, optimize=True)
         modules["quick"].caffe_thread_chooser = ThreadChooser(state=_QuickState)
+    if "strict-exit" in kinds:
+        modules["strict-exit"] = netdef.load(prototxt, weights, optimize=True)
+        modules["strict-exit"].caffe_thread_chooser = ThreadChooser(state=_StrictExitState)
+    if "patient" in kinds:
+        modules["patient"] = netdef.load(prototxt, weights, optimize=True)
+        modules["patient"].caffe_thread_chooser = ThreadChooser(state=_PatientState)
+    if "margin" in kinds:
+        modules["margin"] = netdef.load(prototxt, weights, optimize=True)
+        modules["margin"].caffe_thread_chooser = ThreadChooser(state=_MarginState)
+    if "sticky" in kinds:
+        modules["sticky"] = netdef.load(prototxt, weights, optimize=True)
+        modules["sticky"].caffe_thread_chooser = ThreadChooser(state=_StickyState)
+    if "steady" in kinds:
+        modules["steady"] = netdef.load(prototxt, weights, optimize=True)
+        modules["steady"].caffe_thread_chooser = ThreadChooser(state=_SteadyState)
     runs = runners(prototxt, weights, shape, **modules)
     runs["free"] = with_free_cores(runs["fixed"])
     runs["one"], runs["four"] = on_threads(1, runs["fixed"]), on_threads(4, runs["fixed"])
