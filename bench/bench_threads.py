@@ -197,14 +197,7 @@ class _SteadyState(_State):
         super().__init__()
         self.history = {}  # threads -> its last WINDOW forward times
 
-    def choose(self, requested: int) -> int:
-        if requested == 1:
-            return requested
-        self._update_slowed(self.last.get(requested, []))
-        if not self.slowed:
-            return requested
-        if 1 not in self.history:
-            return 1
+    def _compare(self, requested: int) -> int:
         mean = {count: statistics.mean(self.history[count]) for count in (requested, 1)}
         winner = min(mean, key=mean.get)
         loser = requested if winner == 1 else 1
@@ -223,12 +216,7 @@ class _StickyState(_State):
 
     RETRY = 8
 
-    def choose(self, requested: int) -> int:
-        if requested == 1:
-            return requested
-        self._update_slowed(self.last.get(requested, []))
-        if not self.slowed:
-            return requested
+    def _compare(self, requested: int) -> int:
         return requested if self.since.get(requested, 0) >= self.RETRY else 1
 
 
@@ -245,14 +233,7 @@ class _MarginState(_State):
         super().__init__()
         self.one_thread_won = True
 
-    def choose(self, requested: int) -> int:
-        if requested == 1:
-            return requested
-        self._update_slowed(self.last.get(requested, []))
-        if not self.slowed:
-            return requested
-        if 1 not in self.last:
-            return 1
+    def _compare(self, requested: int) -> int:
         mean = {count: sum(self.last[count]) / len(self.last[count]) for count in (requested, 1)}
         needed = self.MARGIN if self.one_thread_won else 1.0
         self.one_thread_won = not mean[requested] < needed * mean[1]
@@ -281,29 +262,19 @@ class _StrictExitState(_State):
             self.slowed = False
 
 
+RULES = {"quick": _QuickState, "steady": _SteadyState, "sticky": _StickyState,
+         "patient": _PatientState, "margin": _MarginState, "strict-exit": _StrictExitState}
+
+
 def slowdowns(prototxt, weights, shape, rounds: int, kinds) -> dict:
     """kind -> (quiet ms, busy ms) for each of `kinds`: policies and OpenCV."""
     fixed = netdef.load(prototxt, weights, optimize=True)
     fixed.caffe_thread_chooser = None  # always the caller's 2 threads
     modules = {"fixed": fixed, "chooser": netdef.load(prototxt, weights, optimize=True)}
-    if "quick" in kinds:
-        modules["quick"] = netdef.load(prototxt, weights, optimize=True)
-        modules["quick"].caffe_thread_chooser = ThreadChooser(state=_QuickState)
-    if "strict-exit" in kinds:
-        modules["strict-exit"] = netdef.load(prototxt, weights, optimize=True)
-        modules["strict-exit"].caffe_thread_chooser = ThreadChooser(state=_StrictExitState)
-    if "patient" in kinds:
-        modules["patient"] = netdef.load(prototxt, weights, optimize=True)
-        modules["patient"].caffe_thread_chooser = ThreadChooser(state=_PatientState)
-    if "margin" in kinds:
-        modules["margin"] = netdef.load(prototxt, weights, optimize=True)
-        modules["margin"].caffe_thread_chooser = ThreadChooser(state=_MarginState)
-    if "sticky" in kinds:
-        modules["sticky"] = netdef.load(prototxt, weights, optimize=True)
-        modules["sticky"].caffe_thread_chooser = ThreadChooser(state=_StickyState)
-    if "steady" in kinds:
-        modules["steady"] = netdef.load(prototxt, weights, optimize=True)
-        modules["steady"].caffe_thread_chooser = ThreadChooser(state=_SteadyState)
+    for kind, rule in RULES.items():
+        if kind in kinds:
+            modules[kind] = netdef.load(prototxt, weights, optimize=True)
+            modules[kind].caffe_thread_chooser = ThreadChooser(state=rule)
     runs = runners(prototxt, weights, shape, **modules)
     runs["free"] = with_free_cores(runs["fixed"])
     runs["one"], runs["four"] = on_threads(1, runs["fixed"]), on_threads(4, runs["fixed"])

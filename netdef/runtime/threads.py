@@ -94,6 +94,11 @@ class _State:
             return requested
         if 1 not in self.last:
             return 1
+        return self._compare(requested)
+
+    def _compare(self, requested: int) -> int:
+        """The count to run while one thread is in play, both counts timed (a bench may try
+        other rules)."""
         # on a busy machine a count's times jump between fast and collapsed: the mean of its
         # last two, not the better one, says what it costs
         mean = {count: sum(self.last[count]) / len(self.last[count]) for count in (requested, 1)}
