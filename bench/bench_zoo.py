@@ -98,23 +98,35 @@ def busy_medians(runs: dict, rounds: int, gap: float = 0.0) -> dict:
 
 
 def medians(runs: dict, rounds: int, gap: float = 0.0) -> dict:
-    """Each kind's median forward in ms over `rounds` rounds of one forward each. The order
-    turns by one each round: a forward that runs just after OpenCV's shares the cores with
-    OpenCV's threads still awake (the thread chooser's quiet medians were up to 26% high when
-    it always ran there; docs/benchmarks.md, "Rounds in turning order"). `gap` seconds of sleep
-    before each forward let the other side's threads stop spinning first."""
+    """Each kind's median forward in ms over `rounds` rounds of one forward each, in the orders
+    of a Williams design: over its rows every kind runs first equally often and right after
+    every other kind once. A forward just after OpenCV's shares the cores with OpenCV's threads
+    still awake: the chooser's quiet medians were up to 26% high when it always ran there
+    (docs/benchmarks.md, "Rounds in turning order"), and in the turning order that replaced it
+    each kind still followed the same neighbour, which made whichever rule came second in a
+    comparison of thread rules look 5-10% faster ("the chooser's rule"). `gap` seconds of
+    sleep before each forward let the other side's threads stop spinning first."""
     times = {kind: [] for kind in runs}
     for fn in runs.values():
         fn()  # warm-up
-    kinds = list(runs)
+    kinds, orders = list(runs), williams_orders(len(runs))
     for number in range(rounds):
-        turn = number % len(kinds)
-        for kind in kinds[turn:] + kinds[:turn]:
+        for index in orders[number % len(orders)]:
             time.sleep(gap)
             start = time.perf_counter()
-            runs[kind]()
-            times[kind].append((time.perf_counter() - start) * 1000)
+            runs[kinds[index]]()
+            times[kinds[index]].append((time.perf_counter() - start) * 1000)
     return {kind: statistics.median(values) for kind, values in times.items()}
+
+
+def williams_orders(count: int) -> list:
+    """Orders of range(count), each a row of a Williams Latin square (2 x count rows when
+    count is odd): each index runs first once per `count` rows and follows each other once."""
+    first = [0]
+    for step in range(1, count):
+        first.append((first[-1] + (step if step % 2 else count - step)) % count)
+    orders = [[(index + shift) % count for index in first] for shift in range(count)]
+    return orders + [order[::-1] for order in orders] if count % 2 else orders
 
 
 def runners(prototxt, weights, shape, **modules) -> dict:
