@@ -111,17 +111,18 @@ def medians(runs: dict, rounds: int, gap: float = 0.0) -> dict:
         fn()  # warm-up
     kinds, orders = list(runs), williams_orders(len(runs))
     for number in range(rounds):
-        for index in orders[number % len(orders)]:
+        for kind in (kinds[index] for index in orders[number % len(orders)]):
             time.sleep(gap)
             start = time.perf_counter()
-            runs[kinds[index]]()
-            times[kinds[index]].append((time.perf_counter() - start) * 1000)
+            runs[kind]()
+            times[kind].append((time.perf_counter() - start) * 1000)
     return {kind: statistics.median(values) for kind, values in times.items()}
 
 
 def williams_orders(count: int) -> list:
-    """Orders of range(count), each a row of a Williams Latin square (2 x count rows when
-    count is odd): each index runs first once per `count` rows and follows each other once."""
+    """Orders of range(count), the rows of a Williams Latin square (count rows, twice as many
+    when count is odd): over all rows, each index runs first equally often and right after
+    each other index equally often."""
     first = [0]
     for step in range(1, count):
         first.append((first[-1] + (step if step % 2 else count - step)) % count)
