@@ -37,7 +37,8 @@ import torch
 from netdef.runtime.threads import SLOW, ThreadChooser, _State
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_zoo import busy, busy_medians, cpu_kind, geomean, medians, runners, zoo  # noqa: E402
+from bench_zoo import (busy, busy_medians, cpu_kind, geomean, medians, runners,  # noqa: E402
+                       williams_orders, zoo)
 
 KINDS = ("chooser", "fixed", "free", "opencv")  # and "one", "four", "quick", "steady",
 # "sticky", "patient", "margin", "strict-exit", "pinned", "short-slices" when asked for
@@ -311,11 +312,12 @@ def trace(prototxt, weights, shape, rounds: int) -> None:
     with busy():
         print("| busy round | chooser's threads | " + " | ".join(f"{k} ms" for k in runs) + " |")
         print("|---" * (2 + len(runs)) + "|")
+        kinds, orders = list(runs), williams_orders(len(runs))
         for number in range(1, rounds + 1):
-            row = {}
-            for kind, forward in runs.items():
+            row = dict.fromkeys(kinds, 0.0)  # printed in the kinds' order, run in the round's
+            for kind in (kinds[index] for index in orders[(number - 1) % len(orders)]):
                 start = time.perf_counter()
-                forward()
+                runs[kind]()
                 row[kind] = (time.perf_counter() - start) * 1000
             state = next(iter(chooser.caffe_thread_chooser.states.values()))
             used = min(state.since, key=state.since.get)  # the count that ran last
