@@ -37,8 +37,8 @@ import torch
 from netdef.runtime.threads import SLOW, ThreadChooser, _State
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_zoo import (busy, busy_medians, cpu_kind, geomean, medians, runners,  # noqa: E402
-                       williams_orders, zoo)
+from bench_zoo import (busy, busy_medians, cpu_kind, geomean, medians, round_order,  # noqa: E402
+                       runners, zoo)
 
 KINDS = ("chooser", "fixed", "free", "opencv")  # and "one", "four", "quick", "steady",
 # "sticky", "patient", "margin", "strict-exit", "pinned", "short-slices" when asked for
@@ -312,10 +312,9 @@ def trace(prototxt, weights, shape, rounds: int) -> None:
     with busy():
         print("| busy round | chooser's threads | " + " | ".join(f"{k} ms" for k in runs) + " |")
         print("|---" * (2 + len(runs)) + "|")
-        kinds, orders = list(runs), williams_orders(len(runs))
         for number in range(1, rounds + 1):
-            row = dict.fromkeys(kinds, 0.0)  # printed in the kinds' order, run in the round's
-            for kind in (kinds[index] for index in orders[(number - 1) % len(orders)]):
+            row = dict.fromkeys(runs, 0.0)  # printed in the kinds' order, run in the round's
+            for kind in round_order(list(runs), number - 1):
                 start = time.perf_counter()
                 runs[kind]()
                 row[kind] = (time.perf_counter() - start) * 1000

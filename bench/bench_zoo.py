@@ -109,14 +109,19 @@ def medians(runs: dict, rounds: int, gap: float = 0.0) -> dict:
     times = {kind: [] for kind in runs}
     for fn in runs.values():
         fn()  # warm-up
-    kinds, orders = list(runs), williams_orders(len(runs))
     for number in range(rounds):
-        for kind in (kinds[index] for index in orders[number % len(orders)]):
+        for kind in round_order(list(runs), number):
             time.sleep(gap)
             start = time.perf_counter()
             runs[kind]()
             times[kind].append((time.perf_counter() - start) * 1000)
     return {kind: statistics.median(values) for kind, values in times.items()}
+
+
+def round_order(kinds: list, number: int) -> list:
+    """The kinds in the order of round `number` (from 0), a row of williams_orders."""
+    orders = williams_orders(len(kinds))
+    return [kinds[index] for index in orders[number % len(orders)]]
 
 
 def williams_orders(count: int) -> list:
