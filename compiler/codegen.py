@@ -6,10 +6,14 @@ torch, safetensors and netdef.runtime only, never the compiler.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import math
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 from torch import fx
@@ -155,7 +159,7 @@ def compile_net(source, out_dir, *, weights=None, inputs=None, phase="TEST", fmt
             import onnxscript  # noqa: F401
         except ImportError:
             raise UsageError("--format onnx needs the onnx and onnxscript packages "
-                             "(pip install 'netdef[onnx]')") from None
+                             "(pip install onnx onnxscript)") from None
     net = checked_net(source, phase=phase, inputs=inputs, solve_crops=not literal_crops)
     optimize = phase.upper() == "TEST" if optimize is None else optimize
     module = build_module(net, weights, optimize=optimize, device=device, **surgery)
@@ -235,7 +239,26 @@ def _export(module, example: dict, dynamic, out: Path, fmt: str) -> str:
         return EXPORTS[fmt]
     with torch.no_grad():
         outputs = list(module(**example))
-    program = torch.onnx.export(module, (), kwargs=example, dynamo=True, dynamic_shapes=dynamic,
-                                input_names=list(example), output_names=outputs, verbose=False)
+    with _quiet_onnx_exporter():
+        program = torch.onnx.export(module, (), kwargs=example, dynamo=True,
+                                    dynamic_shapes=dynamic, input_names=list(example),
+                                    output_names=outputs, verbose=False)
     program.save(str(out / "model.onnx"))
     return "model.onnx"
+
+
+@contextlib.contextmanager
+def _quiet_onnx_exporter():
+    """Without the exporter's notes on itself (torchvision's ops it skips, deprecations inside
+    torch) and the traced graph torch.export prints when it fails (a thousand lines for the
+    CRF-RNN net): they say nothing the exception does not, and the exception still raises."""
+    logger = logging.getLogger("torch")  # torch.onnx, and torch.export beneath it
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            yield
+    finally:
+        logger.setLevel(level)

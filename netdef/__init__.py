@@ -4,7 +4,7 @@
     netdef.check(path_or_text, ...)     -> list of problems (errors and warnings)
     netdef.analyze(path_or_text, ...)   -> Report (shapes per blob); raises on errors
     netdef.load(prototxt, caffemodel)   -> torch.fx.GraphModule; module(**inputs) -> {blob: tensor}
-    netdef.fast(module)                 -> the same net compiled for inference
+    netdef.fast(module)                 -> the same net for fast inference
 """
 from __future__ import annotations
 
@@ -111,11 +111,12 @@ def load(prototxt, weights=None, *, phase: str = "TEST", inputs=None, device="cp
     return module
 
 
-def fast(module, *, bf16=None):
-    """A compiled, inference-only version of a loaded net (see netdef/fastpath.py)."""
+def fast(module, *, bf16=None, engine=None):
+    """An inference-only version of a loaded net: ONNX Runtime on the CPU, torch.compile
+    otherwise or with engine="inductor" (see netdef/fastpath.py)."""
     from .fastpath import fast as _fast
 
-    return _fast(module, bf16=bf16)
+    return _fast(module, bf16=bf16, engine=engine)
 
 
 __all__ = [

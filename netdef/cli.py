@@ -104,8 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "image, or writes them to FILE.json; a region net draws each "
                           "pathway's regions here and the regions kept by NMS in FILE-kept.png")
     run.add_argument("--fast", action="store_true",
-                     help="run the net's AOTInductor package, compiled on the first --fast run "
-                          "and kept in the cache ($NETDEF_CACHE, ~/.cache/netdef) for later ones")
+                     help="run the net exported for --engine on the first --fast run and kept "
+                          "in the cache ($NETDEF_CACHE, ~/.cache/netdef) for later ones")
+    run.add_argument("--engine", choices=["onnxruntime", "inductor"],
+                     help="what runs --fast: onnxruntime (the default on the CPU when it is "
+                          "installed: model.onnx) or inductor (an AOTInductor package)")
     run.add_argument("--out-blob", help="the blob drawn to an image or saved, internal ones too "
                      "(default: the net's outputs; draws the first 4-D one)")
     run.add_argument("--labels", metavar="FILE",
@@ -452,29 +455,55 @@ def cmd_run(args) -> int:
 
 
 def _fast_package(args, build, feeds):
-    """run --fast: the net's AOTInductor package from the cache, compiled on the first run."""
+    """run --fast: the net's model.onnx or AOTInductor package from the cache, exported on the
+    first run."""
     import time
 
-    from .fastpath import file_identity, packaged
+    from .fastpath import fast, file_identity, packaged
 
+    fmt = "onnx" if _fast_engine(args) == "onnxruntime" else "aoti"
     identity = {"net": file_identity(args.net), "weights": file_identity(args.weights),
                 "phase": args.phase, "optimize": not args.no_optimize, "device": args.device,
                 "outputs": args.out_blob, "surgery": {k: str(v) for k, v in _surgery(args).items()}}
     start = time.perf_counter()
-    run, hit, path = packaged(build, {name: value.shape for name, value in feeds.items()},
-                              identity)
+    try:
+        run, hit, path = packaged(build, {name: value.shape for name, value in feeds.items()},
+                                  identity, fmt)
+    except NetdefError:
+        raise
+    except Exception as exc:  # noqa: BLE001  an op the ONNX exporter or runtime refuses
+        if fmt != "onnx":
+            raise
+        from .onnxengine import why
+        print(f"fast: ONNX Runtime cannot run this net ({why(exc)}); compiling it with "
+              "torch.compile in this process instead", file=sys.stderr)
+        return fast(build(), bf16=False, engine="inductor")
     took = time.perf_counter() - start
     if run is None:
         import torch
 
-        from .fastpath import fast
         print(f"fast: torch {torch.__version__} cannot load the compiled package {path} (see "
               "loads.json beside it); compiling the net with torch.compile in this process "
               "instead", file=sys.stderr)
-        return fast(build(), bf16=False)
-    print(f"fast: using the compiled package {path} (loaded in {took:.1f} s)" if hit else
-          f"fast: compiled {path} in {took:.1f} s; later runs reuse it", file=sys.stderr)
+        return fast(build(), bf16=False, engine="inductor")
+    made, kind = ("exported", "model") if fmt == "onnx" else ("compiled", "package")
+    print(f"fast: using the {made} {kind} {path} (loaded in {took:.1f} s)" if hit else
+          f"fast: {made} {path} in {took:.1f} s; later runs reuse it", file=sys.stderr)
     return run
+
+
+def _fast_engine(args) -> str:
+    """--engine, by default ONNX Runtime on the CPU when it is installed."""
+    from .onnxengine import available
+
+    if args.engine is None:
+        return "onnxruntime" if args.device == "cpu" and available() else "inductor"
+    if args.engine == "onnxruntime" and args.device != "cpu":
+        raise UsageError(f"--engine onnxruntime runs on the CPU only, not --device {args.device}")
+    if args.engine == "onnxruntime" and not available():
+        raise UsageError("--engine onnxruntime needs onnxruntime, onnx and onnxscript "
+                         "(pip install onnxruntime onnx onnxscript)")
+    return args.engine
 
 
 def _write_detections(args, feeds, rows) -> int:

@@ -1,8 +1,9 @@
 """Inference-only fast paths for a loaded net. `fast`: torch.compile with the weights frozen
 into the graph (constant folding, oneDNN conv+ReLU fusion on CPU); on CUDA also bf16
 weights, channels_last activations and CUDA graphs. The first call compiles (tens of
-seconds on a small CPU); later calls with the same shapes reuse it. `packaged`: an
-AOTInductor package kept in the cache, so that later processes (`netdef run --fast`) start
+seconds on a small CPU); later calls with the same shapes reuse it. On the CPU `fast` runs
+ONNX Runtime instead when it is installed (netdef/onnxengine.py). `packaged`: a model.onnx or
+an AOTInductor package kept in the cache, so that later processes (`netdef run --fast`) start
 at once."""
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import copy
 import hashlib
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -89,9 +91,22 @@ def _float(outputs: dict) -> dict:
             for name, value in outputs.items()}
 
 
-def fast(module: torch.nn.Module, *, bf16: bool | None = None) -> FastNet:
-    """Wrap a module from netdef.load for fast inference (bf16 defaults to on for CUDA). On
-    the CPU its forwards choose their thread count as the module's do (runtime/threads.py)."""
+def fast(module: torch.nn.Module, *, bf16: bool | None = None, engine: str | None = None):
+    """Wrap a module from netdef.load for fast inference. `engine="onnxruntime"`, the default
+    for a float32 CPU module when onnxruntime is installed: the net exported to ONNX at its
+    first call and run by ONNX Runtime, which is faster than torch.compile's kernels and keeps
+    its speed better when other processes share the cores (netdef/onnxengine.py).
+    `engine="inductor"`, the default otherwise: torch.compile (bf16 defaults to on for CUDA);
+    on the CPU its forwards choose their thread count as the module's do (runtime/threads.py)."""
+    from netdef import onnxengine
+
+    if engine is None:
+        on_cpu = next(iter(module.parameters()), torch.empty(0)).device.type == "cpu"
+        engine = "onnxruntime" if on_cpu and not bf16 and onnxengine.available() else "inductor"
+    if engine == "onnxruntime":
+        return onnxengine.OnnxNet(module, fallback=lambda: FastNet(module, bf16=False))
+    if engine != "inductor":
+        raise ValueError(f"engine: 'onnxruntime' or 'inductor', not {engine!r}")
     return FastNet(module, bf16=bf16)
 
 
@@ -100,40 +115,62 @@ def cache_dir() -> Path:
     return Path(os.environ.get("NETDEF_CACHE", Path.home() / ".cache" / "netdef"))
 
 
-def packaged(build, inputs: dict, identity: dict):
-    """The net as an AOTInductor package (compiled kernels, dynamic batch), from the cache when
-    one was compiled for the same `identity` (net and weights files, input shapes, settings,
-    torch and netdef versions), else compiled now from `build()`'s module (seconds to a minute)
-    and kept; a hit builds nothing, so a later run starts at once. Returns (a callable like the
-    module, whether the cache had it, the package's path); the callable is None when this
+def packaged(build, inputs: dict, identity: dict, fmt: str = "aoti"):
+    """The net exported with a dynamic batch, from the cache when it was exported for the same
+    `identity` (net and weights files, input shapes, settings, torch and netdef versions), else
+    exported now from `build()`'s module and kept; a hit builds nothing, so a later run starts
+    at once. `fmt` "aoti": an AOTInductor package (compiled kernels; seconds to a minute);
+    "onnx": a model.onnx that ONNX Runtime runs (netdef/onnxengine.py). Returns (a callable
+    like the module, whether the cache had it, the file's path); the callable is None when this
     torch cannot load the package (see package_loads)."""
     from netdef import __version__
     from netdef.compiler.codegen import EXPORTS, export_program
 
-    identity = {**identity, "torch": torch.__version__, "netdef": __version__,
-                "inputs": {name: list(shape) for name, shape in inputs.items()}}
+    identity = {**identity, "torch": torch.__version__, "netdef": __version__, "format": fmt,
+                "cpu": cpu_identity(), "inputs": {name: list(shape) for name, shape in
+                                                  inputs.items()}}
+    if fmt == "onnx":
+        import onnxruntime
+        identity["onnxruntime"] = onnxruntime.__version__
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
     folder = cache_dir() / "compiled" / key
-    path, names = folder / EXPORTS["aoti"], folder / "input_names.json"
+    path, names = folder / EXPORTS[fmt], folder / "input_names.json"
     hit = path.exists() and names.exists()
     if not hit:
         module = build()
         shutil.rmtree(folder, ignore_errors=True)  # an incomplete entry from an older netdef
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=folder.parent))  # complete, or not there at all
-        export_program(module, inputs, staging, "aoti")
+        export_program(module, inputs, staging, fmt)
+        if fmt == "onnx":  # kept as ONNX Runtime optimizes it for this CPU
+            from netdef.onnxengine import optimize_in_place
+            optimize_in_place(staging / EXPORTS[fmt])
         (staging / "identity.json").write_text(json.dumps(identity, indent=2, sort_keys=True))
         (staging / "input_names.json").write_text(json.dumps(
             dict(getattr(module, "caffe_input_names", {}))))
         os.replace(staging, folder) if not folder.exists() else shutil.rmtree(staging)
+    renames = json.loads(names.read_text())  # Caffe name -> forward argument
+    if fmt == "onnx":
+        from netdef.onnxengine import OnnxFile
+        return OnnxFile(path, renames), hit, path
     if not package_loads(path):
         return None, hit, path
     runner = load_package(path)
-    renames = json.loads(names.read_text())  # Caffe name -> forward argument
 
     def run(**blobs):
         return dict(runner(**{renames.get(name, name): value for name, value in blobs.items()}))
     return run, hit, path
+
+
+def cpu_identity() -> str:
+    """The CPU's model and instruction sets: compiled kernels and ONNX Runtime's optimized
+    graphs are built for them, and a cache on a shared home directory meets other CPUs."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.machine()
+    wanted = [line for line in lines if line.startswith(("model name", "flags"))][:2]
+    return hashlib.sha256("\n".join(wanted).encode()).hexdigest()[:16]
 
 
 def package_loads(path: Path) -> bool:

@@ -1,4 +1,6 @@
-"""netdef.fast: the compiled inference path computes what the eager module computes."""
+"""netdef.fast with torch.compile (engine="inductor", CUDA's default) and `run --fast` with
+AOTInductor packages: the compiled inference path computes what the eager module computes.
+ONNX Runtime, the CPU default, is tested in test_onnxengine.py."""
 from __future__ import annotations
 
 import json
@@ -32,7 +34,7 @@ def test_fast_matches_eager_on_cpu():
     x = torch.randn(2, 3, 20, 20)
     with torch.no_grad():
         expected = model(data=x)["prob"]
-    fast = netdef.fast(model)
+    fast = netdef.fast(model, engine="inductor")
     for _ in range(2):  # compiled once, reused
         out = fast(data=x)["prob"]
         assert out.dtype == torch.float32 and out.shape == (2, 4, 20, 20)
@@ -64,9 +66,10 @@ def test_run_fast_compiles_once_and_reuses_the_package(tmp_path, monkeypatch, cl
     x = np.random.default_rng(0).random((1, 3, 16, 16)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     common = ["run", net, "--input", f"data={tmp_path / 'x.npy'}"]
-    code, _, err = cli(*common, "--fast", "--out", tmp_path / "first.npz")
+    fast = ["--fast", "--engine", "inductor"]
+    code, _, err = cli(*common, *fast, "--out", tmp_path / "first.npz")
     assert code == 0 and "fast: compiled" in err, err
-    code, _, err = cli(*common, "--fast", "--out", tmp_path / "second.npz")
+    code, _, err = cli(*common, *fast, "--out", tmp_path / "second.npz")
     assert code == 0 and "fast: using the compiled package" in err, err
     assert cli(*common, "--out", tmp_path / "eager.npz")[0] == 0
     eager = np.load(tmp_path / "eager.npz")["c"]
@@ -76,7 +79,7 @@ def test_run_fast_compiles_once_and_reuses_the_package(tmp_path, monkeypatch, cl
     assert len(packages) == 1
     assert json.loads(packages[0].with_name("loads.json").read_text())["loads"] is True
     net.write_text(net.read_text().replace("num_output: 4", "num_output: 5"))
-    code, _, err = cli(*common, "--fast", "--out", tmp_path / "other.npz")
+    code, _, err = cli(*common, *fast, "--out", tmp_path / "other.npz")
     assert code == 0 and "fast: compiled" in err
     assert len(list((tmp_path / "cache" / "compiled").glob("*/model_aoti.pt2"))) == 2
 
@@ -122,12 +125,12 @@ def test_run_fast_falls_back_to_torch_compile_when_the_package_does_not_load(
     import netdef.fastpath
 
     monkeypatch.setattr(netdef.fastpath, "packaged",
-                        lambda build, inputs, identity: (None, False, tmp_path / "p.pt2"))
+                        lambda build, inputs, identity, fmt: (None, False, tmp_path / "p.pt2"))
     np.save(tmp_path / "x.npy", np.random.default_rng(0).random((2, 3, 20, 20), np.float32))
     net = tmp_path / "net.prototxt"
     net.write_text(NET)
     common = ["run", net, "--input", f"data={tmp_path / 'x.npy'}"]
-    code, _, err = cli(*common, "--fast", "--out", tmp_path / "fast.npz")
+    code, _, err = cli(*common, "--fast", "--engine", "inductor", "--out", tmp_path / "fast.npz")
     assert code == 0 and "cannot load the compiled package" in err, err
     assert cli(*common, "--out", tmp_path / "eager.npz")[0] == 0
     assert np.allclose(np.load(tmp_path / "fast.npz")["prob"],
@@ -163,7 +166,7 @@ def test_fast_compiles_an_optimized_net_as_one_graph_and_runs_one_thread_on_the_
     with torch.no_grad():
         expected = model(data=x)["prob"]
     counters.clear()
-    fast = netdef.fast(model)
+    fast = netdef.fast(model, engine="inductor")
     compiled = fast(data=x)["prob"]
     assert not counters["graph_break"], dict(counters["graph_break"])
     assert _compiled_graphs() == 1 and not uncompiled
@@ -186,5 +189,6 @@ def test_fast_compiles_every_net_of_a_process():
     with torch._dynamo.config.patch(recompile_limit=2):
         for outputs in (2, 3, 4):
             before = _compiled_graphs()
-            netdef.fast(netdef.load(one_conv % outputs, optimize=True))(data=x)
+            netdef.fast(netdef.load(one_conv % outputs, optimize=True), engine="inductor")(
+                data=x)
             assert _compiled_graphs() == before + 1, f"net {outputs} was not compiled"

@@ -45,7 +45,9 @@ def relative_l2(ours: np.ndarray, theirs: np.ndarray) -> float:
     return float(np.linalg.norm(ours - theirs) / max(np.linalg.norm(theirs), 1e-30))
 
 
-def compare(text: str, tmp_path, v1: bool = False) -> dict[str, float]:
+def compare(text: str, tmp_path, v1: bool = False, engine=None) -> dict[str, float]:
+    """Each output's relative L2 error against OpenCV: the faithful module's, or with
+    `engine`, netdef.fast's on that engine (of the optimized module)."""
     net, problems = check_net(text)
     assert not [p for p in problems if not p.warning]
     proto, model = tmp_path / "net.prototxt", tmp_path / "net.caffemodel"
@@ -54,9 +56,12 @@ def compare(text: str, tmp_path, v1: bool = False) -> dict[str, float]:
     rng = np.random.default_rng(1)
     feeds = {net.blobs[b].name: rng.standard_normal(net.blobs[b].shape).astype(np.float32)
              for b in net.input_blobs}
-    module = netdef.load(proto, model)
+    module = netdef.load(proto, model, optimize=engine is not None)
+    if engine is not None:
+        module = netdef.fast(module, engine=engine)
     with torch.no_grad():
         ours = module(**{name: torch.from_numpy(value) for name, value in feeds.items()})
+    assert getattr(module, "fallback", None) is None, "the engine handed the net to torch"
     cv_net = cv2.dnn.readNetFromCaffe(str(proto), str(model))
     for name, value in feeds.items():
         cv_net.setInput(value, name)

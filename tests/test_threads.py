@@ -149,7 +149,7 @@ def test_fast_cpu_forwards_choose_too(two_threads, monkeypatch):
     never runs inside the compiled graph). One thread runs the module as loaded: the graph's
     weights are packed for the caller's count."""
     monkeypatch.setattr(threads._State, "choose", lambda self, requested: 1)
-    fast = netdef.fast(netdef.load(NET))
+    fast = netdef.fast(netdef.load(NET), engine="inductor")
     seen = []
 
     def compiled(**blobs):  # stands in for torch.compile's module: no compile in this test

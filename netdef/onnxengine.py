@@ -1,0 +1,136 @@
+"""ONNX Runtime as the engine of netdef's fast CPU forwards (`netdef.fast`, `run --fast`).
+
+A loaded module runs on torch's OpenMP threads, which split every op evenly between them: when
+other processes share the cores, each op waits for whichever of its threads the scheduler has
+parked. ONNX Runtime's pool hands out blocks of an op to whichever thread runs, and the caller
+takes back the blocks no worker has started. On the nine-net zoo it ran in half OpenCV's time
+quiet and slowed down less than OpenCV under load, where the loaded module slowed down more
+(docs/benchmarks.md, "ONNX Runtime"). Its threads sleep as soon as they run out of work: when
+they spin first (ONNX Runtime's default), they take the cores from the caller's other work.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def available() -> bool:
+    """Whether onnxruntime and torch's ONNX exporter (onnx, onnxscript) are installed."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def session(path: Path, threads: int, optimized_to: Path | None = None):
+    """An ONNX Runtime CPU session on `threads` threads that sleep, not spin, when idle; with
+    `optimized_to`, its optimized graph is also written there."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if optimized_to is not None:
+        options.optimized_model_filepath = str(optimized_to)
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    options.log_severity_level = 3  # its warnings about unused initialisers are noise here
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def optimize_in_place(path: Path) -> None:
+    """model.onnx replaced by the graph ONNX Runtime makes of it (blocked layouts, prepacked
+    weights): a session on that starts in 1.3 s on FCN-8s, against 3.3 s. It fits this CPU only
+    (the layouts follow the vector width), so a cache keeps it per CPU. The file stays as it
+    was when ONNX Runtime cannot save the graph (over 2 GB in one file)."""
+    optimized = path.with_name("optimized-" + path.name)
+    try:
+        session(path, 1, optimized_to=optimized)
+        os.replace(optimized, path)
+    except Exception:  # noqa: BLE001  model.onnx as exported still runs
+        optimized.unlink(missing_ok=True)
+
+
+class OnnxFile:
+    """`run(**blobs)` -> {blob name: float32 tensor} for an exported model.onnx. `renames`
+    maps Caffe input names that are not identifiers to the exported forward's arguments."""
+
+    def __init__(self, path: Path, renames: dict, threads: int | None = None):
+        self.session = session(path, threads or torch.get_num_threads())
+        self.renames = renames
+        self.outputs = [output.name for output in self.session.get_outputs()]
+
+    def __call__(self, **blobs):
+        feeds = {self.renames.get(name, name): _array(value) for name, value in blobs.items()}
+        arrays = self.session.run(self.outputs, feeds)
+        return {name: torch.from_numpy(array) for name, array in zip(self.outputs, arrays)}
+
+
+def _array(value) -> np.ndarray:
+    array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+    return np.ascontiguousarray(array, np.float32 if array.dtype.kind == "f" else None)
+
+
+TERMINAL_COLOURS = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def why(exc: Exception) -> str:
+    """The first line of an exporter's or runtime's error, without its terminal colours."""
+    first = (str(exc).splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {TERMINAL_COLOURS.sub('', first)[:200]}"
+
+
+class OnnxNet:
+    """`net(**blobs)` -> {blob name: float32 tensor}: a CPU module from netdef.load, exported to
+    ONNX at the first call for each image size (the batch stays free where the net allows) and
+    run by ONNX Runtime on the thread count torch had then. A net the exporter cannot take runs
+    as `fallback()`."""
+
+    MAX_SIZES = 16  # a net fed images of every size keeps the newest sessions
+
+    def __init__(self, module: torch.nn.Module, fallback):
+        self.module = module.eval()
+        self.build_fallback = fallback
+        self.fallback = None  # built when the exporter refuses the net
+        self.renames = dict(getattr(module, "caffe_input_names", {}))
+        self.sizes = {}  # input shapes, past the batch when that is free -> OnnxFile
+
+    def __call__(self, **blobs):
+        if self.fallback is not None:
+            return self.fallback(**blobs)
+        shapes = {name: tuple(value.shape) for name, value in blobs.items()}
+        run = self.sizes.get(_key(shapes, True)) or self.sizes.get(_key(shapes, False))
+        if run is None:
+            try:
+                run = self._exported(shapes)
+            except Exception as exc:  # noqa: BLE001  any op the exporter or runtime refuses
+                warnings.warn(f"netdef.fast: ONNX Runtime cannot run this net ({why(exc)}); "
+                              "torch.compile runs it instead", stacklevel=2)
+                self.fallback = self.build_fallback()
+                return self.fallback(**blobs)
+        return run(**blobs)
+
+    def _exported(self, shapes: dict) -> OnnxFile:
+        from netdef.compiler.codegen import export_program
+
+        with tempfile.TemporaryDirectory(prefix="netdef-onnx-") as folder:
+            export_program(self.module, shapes, Path(folder), "onnx")
+            run = OnnxFile(Path(folder) / "model.onnx", self.renames)  # read in whole
+        fixed = any(isinstance(arg.shape[0], int) for arg in run.session.get_inputs())
+        self.sizes[_key(shapes, fixed)] = run
+        if len(self.sizes) > self.MAX_SIZES:
+            del self.sizes[next(iter(self.sizes))]
+        return run
+
+
+def _key(shapes: dict, with_batch: bool) -> tuple:
+    return tuple((name, shape if with_batch else shape[1:]) for name, shape in shapes.items())
