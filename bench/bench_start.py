@@ -3,8 +3,8 @@ values, a 537 MB weights file), then in fresh processes, after torch is imported
 compiled model.py and `load()` it (the weights file in the page cache, as on a second run), and
 the first forward. Also the same start as model.py did it before building its learned layers
 on the meta device: every Conv2d initialised, then the file's tensors copied in. Then
-`netdef run --fast` with its AOTInductor package in the cache: the whole command after torch's
-import, less the package's forward.
+`netdef run --fast` with its file in the cache (model.onnx for ONNX Runtime, the CPU default,
+and the AOTInductor package): the whole command after torch's import, less the file's forward.
 
     python bench/bench_start.py [--runs 5]
 """
@@ -52,28 +52,39 @@ import torch
 torch.set_num_threads(2)
 start = time.perf_counter()
 from netdef.cli import main
-main(["run", sys.argv[1], "--fast", "--input", "data=" + sys.argv[2], "--out", sys.argv[3]])
+main(["run", sys.argv[1], "--fast", "--engine", sys.argv[5], "--input", "data=" + sys.argv[2],
+      "--out", sys.argv[3]])
 whole = time.perf_counter() - start
-from netdef.fastpath import load_package
 import glob, os
-package = load_package(sorted(glob.glob(os.path.join(sys.argv[4], "compiled", "*", "model_aoti.pt2")))[0])
+from pathlib import Path
+[path] = glob.glob(os.path.join(sys.argv[4], "compiled", "*", "model*"))
+if sys.argv[5] == "onnxruntime":
+    from netdef.onnxengine import OnnxFile
+    run = OnnxFile(Path(path), {})
+else:
+    from netdef.fastpath import load_package
+    run = load_package(path)
 again = time.perf_counter()
 with torch.no_grad():
-    package(data=torch.zeros(1, 3, 500, 500))
+    run(data=torch.zeros(1, 3, 500, 500))
 print(whole, time.perf_counter() - again)
 """
 
+ENGINES = {"onnxruntime": "model.onnx, ONNX Runtime (the CPU default)",
+           "inductor": "AOTInductor package"}
 
-def run_fast(folder: str, runs: int) -> list[tuple[float, float]]:
-    """`netdef run --fast` on FCN-8s with its package in the cache: the whole command after
-    torch's import, and a forward of the package (what the command spends computing)."""
+
+def run_fast(folder: str, runs: int, engine: str) -> list[tuple[float, float]]:
+    """`netdef run --fast` on FCN-8s with its exported file in the cache: the whole command
+    after torch's import, and a forward of that file (what the command spends computing)."""
     import numpy as np
 
     np.save(os.path.join(folder, "x.npy"), np.zeros((1, 3, 500, 500), np.float32))
     env = dict(os.environ, NETDEF_CACHE=os.path.join(folder, "cache"))
     command = [sys.executable, "-c", RUN_FAST, os.path.join(ROOT, "models", "fcn8s.prototxt"),
-               os.path.join(folder, "x.npy"), os.path.join(folder, "y.npz"), env["NETDEF_CACHE"]]
-    subprocess.run(command, check=True, env=env, capture_output=True)  # compiles the package
+               os.path.join(folder, "x.npy"), os.path.join(folder, "y.npz"), env["NETDEF_CACHE"],
+               engine]
+    subprocess.run(command, check=True, env=env, capture_output=True)  # exports the file
     return [tuple(map(float, subprocess.run(command, check=True, env=env, capture_output=True,
                                             text=True).stdout.split()[-2:]))
             for _ in range(runs)]
@@ -106,16 +117,17 @@ def main() -> None:
         load = statistics.median(r[0] for r in rows)
         forward = statistics.median(r[1] for r in rows)
         print(f"| {labels[way]} | {load:.2f} | {forward:.2f} |")
-    with tempfile.TemporaryDirectory() as folder:
-        rows = run_fast(folder, args.runs)
-    whole = statistics.median(r[0] for r in rows)
-    forward = statistics.median(r[1] for r in rows)
     print()
-    print("| `netdef run --fast` (package cached), after torch's import | whole command | "
+    print("| `netdef run --fast`, file cached, after torch's import | whole command | "
           "of which the forward | start (the rest) |")
     print("|---|---|---|---|")
-    print(f"| FCN-8s, data=1x3x500x500 .npy, out .npz | {whole:.2f} | {forward:.2f} | "
-          f"{whole - forward:.2f} |")
+    for engine, label in ENGINES.items():
+        with tempfile.TemporaryDirectory() as folder:
+            rows = run_fast(folder, args.runs, engine)
+        whole = statistics.median(r[0] for r in rows)
+        forward = statistics.median(r[1] for r in rows)
+        print(f"| FCN-8s, {label}, 1x3x500x500 .npy in, .npz out | {whole:.2f} | "
+              f"{forward:.2f} | {whole - forward:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

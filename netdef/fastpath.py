@@ -101,8 +101,9 @@ def fast(module: torch.nn.Module, *, bf16: bool | None = None, engine: str | Non
     from netdef import onnxengine
 
     if engine is None:
-        on_cpu = next(iter(module.parameters()), torch.empty(0)).device.type == "cpu"
-        engine = "onnxruntime" if on_cpu and not bf16 and onnxengine.available() else "inductor"
+        weight = next(iter(module.parameters()), torch.empty(0))
+        plain = weight.device.type == "cpu" and weight.dtype == torch.float32 and not bf16
+        engine = "onnxruntime" if plain and onnxengine.available() else "inductor"
     if engine == "onnxruntime":
         return onnxengine.OnnxNet(module, fallback=lambda: FastNet(module, bf16=False))
     if engine != "inductor":
@@ -117,12 +118,31 @@ def cache_dir() -> Path:
 
 def packaged(build, inputs: dict, identity: dict, fmt: str = "aoti"):
     """The net exported with a dynamic batch, from the cache when it was exported for the same
-    `identity` (net and weights files, input shapes, settings, torch and netdef versions), else
-    exported now from `build()`'s module and kept; a hit builds nothing, so a later run starts
-    at once. `fmt` "aoti": an AOTInductor package (compiled kernels; seconds to a minute);
-    "onnx": a model.onnx that ONNX Runtime runs (netdef/onnxengine.py). Returns (a callable
-    like the module, whether the cache had it, the file's path); the callable is None when this
-    torch cannot load the package (see package_loads)."""
+    `identity` (net and weights files, input shapes, settings, the CPU, torch and netdef
+    versions), else exported now from `build()`'s module and kept; a hit builds nothing, so a
+    later run starts at once. `fmt` "aoti": an AOTInductor package (compiled kernels; seconds
+    to a minute); "onnx": a model.onnx that ONNX Runtime runs (netdef/onnxengine.py). Returns
+    (a callable like the module, whether the cache had it, the file's path); the callable is
+    None when this torch cannot load the package (see package_loads)."""
+    from netdef.compiler.codegen import EXPORTS
+
+    folder, hit = _cache_entry(build, inputs, identity, fmt)
+    path = folder / EXPORTS[fmt]
+    renames = json.loads((folder / "input_names.json").read_text())  # Caffe name -> argument
+    if fmt == "onnx":
+        from netdef.onnxengine import OnnxFile
+        return OnnxFile(path, renames), hit, path
+    if not package_loads(path):
+        return None, hit, path
+    runner = load_package(path)
+
+    def run(**blobs):
+        return dict(runner(**{renames.get(name, name): value for name, value in blobs.items()}))
+    return run, hit, path
+
+
+def _cache_entry(build, inputs: dict, identity: dict, fmt: str) -> tuple[Path, bool]:
+    """The cache's folder for this export, written now unless it was there; whether it was."""
     from netdef import __version__
     from netdef.compiler.codegen import EXPORTS, export_program
 
@@ -134,32 +154,25 @@ def packaged(build, inputs: dict, identity: dict, fmt: str = "aoti"):
         identity["onnxruntime"] = onnxruntime.__version__
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
     folder = cache_dir() / "compiled" / key
-    path, names = folder / EXPORTS[fmt], folder / "input_names.json"
-    hit = path.exists() and names.exists()
-    if not hit:
-        module = build()
-        shutil.rmtree(folder, ignore_errors=True)  # an incomplete entry from an older netdef
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=folder.parent))  # complete, or not there at all
+    if (folder / EXPORTS[fmt]).exists() and (folder / "input_names.json").exists():
+        return folder, True
+    module = build()
+    shutil.rmtree(folder, ignore_errors=True)  # an incomplete entry from an older netdef
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder.parent))  # complete, or not there at all
+    try:
         export_program(module, inputs, staging, fmt)
-        if fmt == "onnx":  # kept as ONNX Runtime optimizes it for this CPU
-            from netdef.onnxengine import optimize_in_place
-            optimize_in_place(staging / EXPORTS[fmt])
-        (staging / "identity.json").write_text(json.dumps(identity, indent=2, sort_keys=True))
-        (staging / "input_names.json").write_text(json.dumps(
-            dict(getattr(module, "caffe_input_names", {}))))
-        os.replace(staging, folder) if not folder.exists() else shutil.rmtree(staging)
-    renames = json.loads(names.read_text())  # Caffe name -> forward argument
-    if fmt == "onnx":
-        from netdef.onnxengine import OnnxFile
-        return OnnxFile(path, renames), hit, path
-    if not package_loads(path):
-        return None, hit, path
-    runner = load_package(path)
-
-    def run(**blobs):
-        return dict(runner(**{renames.get(name, name): value for name, value in blobs.items()}))
-    return run, hit, path
+    except BaseException:
+        shutil.rmtree(staging)
+        raise
+    if fmt == "onnx":  # kept as ONNX Runtime optimizes it for this CPU
+        from netdef.onnxengine import optimize_in_place
+        optimize_in_place(staging / EXPORTS[fmt])
+    (staging / "identity.json").write_text(json.dumps(identity, indent=2, sort_keys=True))
+    (staging / "input_names.json").write_text(json.dumps(
+        dict(getattr(module, "caffe_input_names", {}))))
+    os.replace(staging, folder) if not folder.exists() else shutil.rmtree(staging)
+    return folder, False
 
 
 def cpu_identity() -> str:

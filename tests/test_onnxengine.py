@@ -45,6 +45,14 @@ def test_an_input_name_that_is_not_an_identifier_reaches_the_export():
     assert torch.allclose(netdef.fast(model)(**{"im-data": x})["prob"], expected, atol=1e-6)
 
 
+def test_what_onnx_runtime_does_not_take_stays_on_torch_compile():
+    from netdef.fastpath import FastNet
+
+    assert isinstance(netdef.fast(netdef.load(NET, dtype=torch.float64)), FastNet)
+    assert isinstance(netdef.fast(netdef.load(NET), bf16=True), FastNet)
+    assert isinstance(netdef.fast(netdef.load(NET), engine="inductor"), FastNet)
+
+
 def test_the_engine_is_checked():
     with pytest.raises(ValueError, match="engine"):
         netdef.fast(netdef.load(NET), engine="tensorrt")
@@ -125,3 +133,24 @@ def test_run_engine_onnxruntime_is_for_the_cpu(tmp_path, cli, monkeypatch):
     code, _, err = cli("run", net, "--input", f"data={tmp_path / 'x.npy'}", "--fast",
                        "--engine", "onnxruntime", "--out", tmp_path / "y.npz")
     assert code != 0 and "needs onnxruntime" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_run_fast_hands_a_net_the_exporter_refuses_to_torch_compile(tmp_path, monkeypatch, cli):
+    import netdef.compiler.codegen as codegen
+
+    def refuse(module, inputs, out, fmt):
+        (out / "model.onnx").write_bytes(b"half written")
+        raise RuntimeError("no ONNX op for caffe::Lattice")
+    monkeypatch.setattr(codegen, "export_program", refuse)
+    monkeypatch.setenv("NETDEF_CACHE", str(tmp_path / "cache"))
+    net = tmp_path / "net.prototxt"
+    net.write_text(NET)
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((2, 3, 20, 20), np.float32))
+    common = ["run", net, "--input", f"data={tmp_path / 'x.npy'}"]
+    code, _, err = cli(*common, "--fast", "--out", tmp_path / "fast.npz")
+    assert code == 0 and "ONNX Runtime cannot run this net (RuntimeError: no ONNX op" in err
+    assert not list((tmp_path / "cache" / "compiled").iterdir())  # nothing half written kept
+    assert cli(*common, "--out", tmp_path / "eager.npz")[0] == 0
+    assert np.allclose(np.load(tmp_path / "fast.npz")["prob"],
+                       np.load(tmp_path / "eager.npz")["prob"], atol=1e-5)
