@@ -6,14 +6,10 @@ torch, safetensors and netdef.runtime only, never the compiler.
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import logging
 import math
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 from torch import fx
@@ -239,26 +235,12 @@ def _export(module, example: dict, dynamic, out: Path, fmt: str) -> str:
         return EXPORTS[fmt]
     with torch.no_grad():
         outputs = list(module(**example))
-    with _quiet_onnx_exporter():
+    from netdef.onnxengine import quiet_exporter
+
+    with quiet_exporter():
         program = torch.onnx.export(module, (), kwargs=example, dynamo=True,
                                     dynamic_shapes=dynamic, input_names=list(example),
                                     output_names=outputs, verbose=False)
     program.save(str(out / "model.onnx"))
     return "model.onnx"
 
-
-@contextlib.contextmanager
-def _quiet_onnx_exporter():
-    """Without the exporter's notes on itself (torchvision's ops it skips, deprecations inside
-    torch) and the traced graph torch.export prints when it fails (a thousand lines for the
-    CRF-RNN net): they say nothing the exception does not, and the exception still raises."""
-    logger = logging.getLogger("torch")  # torch.onnx, and torch.export beneath it
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
-            warnings.simplefilter("ignore", FutureWarning)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            yield
-    finally:
-        logger.setLevel(level)

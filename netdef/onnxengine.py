@@ -10,7 +10,10 @@ they spin first (ONNX Runtime's default), they take the cores from the caller's 
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
+import logging
 import os
 import re
 import tempfile
@@ -131,3 +134,20 @@ class OnnxNet:
 
 def _key(shapes: dict, with_batch: bool) -> tuple:
     return tuple((name, shape if with_batch else shape[1:]) for name, shape in shapes.items())
+
+
+@contextlib.contextmanager
+def quiet_exporter():
+    """Without the exporter's notes on itself (torchvision's ops it skips, deprecations inside
+    torch) and the traced graph torch.export prints when it fails (a thousand lines for the
+    CRF-RNN net): they say nothing the exception does not, and the exception still raises."""
+    logger = logging.getLogger("torch")  # torch.onnx, and torch.export beneath it
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            yield
+    finally:
+        logger.setLevel(level)
