@@ -235,12 +235,7 @@ def _export(module, example: dict, dynamic, out: Path, fmt: str) -> str:
         return EXPORTS[fmt]
     with torch.no_grad():
         outputs = list(module(**example))
-    from netdef.onnxengine import quiet_exporter
-
-    with quiet_exporter():
-        program = torch.onnx.export(module, (), kwargs=example, dynamo=True,
-                                    dynamic_shapes=dynamic, input_names=list(example),
-                                    output_names=outputs, verbose=False)
+    program = torch.onnx.export(module, (), kwargs=example, dynamo=True, dynamic_shapes=dynamic,
+                                input_names=list(example), output_names=outputs, verbose=False)
     program.save(str(out / "model.onnx"))
     return "model.onnx"
-

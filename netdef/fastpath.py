@@ -7,6 +7,7 @@ an AOTInductor package kept in the cache, so that later processes (`netdef run -
 at once."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -160,8 +161,10 @@ def _cache_entry(build, inputs: dict, identity: dict, fmt: str) -> tuple[Path, b
     shutil.rmtree(folder, ignore_errors=True)  # an incomplete entry from an older netdef
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=folder.parent))  # complete, or not there at all
+    from netdef.onnxengine import quiet_exporter
     try:
-        export_program(module, inputs, staging, fmt)
+        with quiet_exporter() if fmt == "onnx" else contextlib.nullcontext():
+            export_program(module, inputs, staging, fmt)
     except BaseException:
         shutil.rmtree(staging)
         raise

@@ -122,7 +122,7 @@ class OnnxNet:
     def _exported(self, shapes: dict) -> OnnxFile:
         from netdef.compiler.codegen import export_program
 
-        with tempfile.TemporaryDirectory(prefix="netdef-onnx-") as folder:
+        with tempfile.TemporaryDirectory(prefix="netdef-onnx-") as folder, quiet_exporter():
             export_program(self.module, shapes, Path(folder), "onnx")
             run = OnnxFile(Path(folder) / "model.onnx", self.renames)  # read in whole
         fixed = any(isinstance(arg.shape[0], int) for arg in run.session.get_inputs())
@@ -138,9 +138,11 @@ def _key(shapes: dict, with_batch: bool) -> tuple:
 
 @contextlib.contextmanager
 def quiet_exporter():
-    """Without the exporter's notes on itself (torchvision's ops it skips, deprecations inside
-    torch) and the traced graph torch.export prints when it fails (a thousand lines for the
-    CRF-RNN net): they say nothing the exception does not, and the exception still raises."""
+    """An export for netdef's engine without the exporter's notes on itself (torchvision's ops
+    it skips, deprecations inside torch), netdef's note on a fixed batch, or the traced graph
+    torch.export prints when it fails (a thousand lines for the CRF-RNN net): they say nothing
+    to a caller of `fast` that the exception does not, and the exception still raises.
+    `compile --format onnx` leaves them on."""
     logger = logging.getLogger("torch")  # torch.onnx, and torch.export beneath it
     level = logger.level
     logger.setLevel(logging.ERROR)
