@@ -94,6 +94,15 @@ def test_nsfw_on_onnx_runtime_matches_opencv(nsfw_files):  # noqa: F811
     assert relative_l2(ours, theirs) <= 1e-4
 
 
+def run_command(tmp_path, monkeypatch) -> list:
+    """`netdef run` of NET on a seeded batch of 2, with a cache of the test's own."""
+    monkeypatch.setenv("NETDEF_CACHE", str(tmp_path / "cache"))
+    net = tmp_path / "net.prototxt"
+    net.write_text(NET)
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((2, 3, 20, 20), np.float32))
+    return ["run", net, "--input", f"data={tmp_path / 'x.npy'}"]
+
+
 @pytest.mark.slow
 def test_run_fast_exports_once_and_reuses_the_optimized_model(tmp_path, monkeypatch, cli):
     """run --fast on the CPU: the first run exports model.onnx into the cache, kept as ONNX
@@ -101,11 +110,7 @@ def test_run_fast_exports_once_and_reuses_the_optimized_model(tmp_path, monkeypa
     The file keeps the batch free."""
     from netdef.onnxengine import OnnxFile
 
-    monkeypatch.setenv("NETDEF_CACHE", str(tmp_path / "cache"))
-    net = tmp_path / "net.prototxt"
-    net.write_text(NET)
-    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((2, 3, 20, 20), np.float32))
-    common = ["run", net, "--input", f"data={tmp_path / 'x.npy'}"]
+    common = run_command(tmp_path, monkeypatch)
     code, _, err = cli(*common, "--fast", "--out", tmp_path / "first.npz")
     assert code == 0 and "fast: exported" in err, err
     code, _, err = cli(*common, "--fast", "--out", tmp_path / "second.npz")
@@ -119,19 +124,16 @@ def test_run_fast_exports_once_and_reuses_the_optimized_model(tmp_path, monkeypa
     assert identity["format"] == "onnx" and identity["cpu"] and identity["onnxruntime"]
     x = torch.randn(3, 3, 20, 20)
     with torch.no_grad():
-        expected = netdef.load(net, optimize=True)(data=x)["prob"]
+        expected = netdef.load(NET, optimize=True)(data=x)["prob"]
     assert torch.allclose(OnnxFile(entry, {})(data=x)["prob"], expected, atol=1e-6)
 
 
-def test_run_engine_onnxruntime_is_for_the_cpu(tmp_path, cli, monkeypatch):
+def test_run_engine_onnxruntime_without_its_packages_is_a_usage_error(tmp_path, cli, monkeypatch):
     import netdef.onnxengine
 
     monkeypatch.setattr(netdef.onnxengine, "available", lambda: False)
-    net = tmp_path / "net.prototxt"
-    net.write_text(NET)
-    np.save(tmp_path / "x.npy", np.zeros((2, 3, 20, 20), np.float32))
-    code, _, err = cli("run", net, "--input", f"data={tmp_path / 'x.npy'}", "--fast",
-                       "--engine", "onnxruntime", "--out", tmp_path / "y.npz")
+    code, _, err = cli(*run_command(tmp_path, monkeypatch), "--fast", "--engine", "onnxruntime",
+                       "--out", tmp_path / "y.npz")
     assert code != 0 and "needs onnxruntime" in err and "Traceback" not in err
 
 
@@ -143,11 +145,7 @@ def test_run_fast_hands_a_net_the_exporter_refuses_to_torch_compile(tmp_path, mo
         (out / "model.onnx").write_bytes(b"half written")
         raise RuntimeError("no ONNX op for caffe::Lattice")
     monkeypatch.setattr(codegen, "export_program", refuse)
-    monkeypatch.setenv("NETDEF_CACHE", str(tmp_path / "cache"))
-    net = tmp_path / "net.prototxt"
-    net.write_text(NET)
-    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((2, 3, 20, 20), np.float32))
-    common = ["run", net, "--input", f"data={tmp_path / 'x.npy'}"]
+    common = run_command(tmp_path, monkeypatch)
     code, _, err = cli(*common, "--fast", "--out", tmp_path / "fast.npz")
     assert code == 0 and "ONNX Runtime cannot run this net (RuntimeError: no ONNX op" in err
     assert not list((tmp_path / "cache" / "compiled").iterdir())  # nothing half written kept
