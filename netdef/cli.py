@@ -459,7 +459,7 @@ def _fast_package(args, build, feeds):
     first run."""
     import time
 
-    from .fastpath import fast, file_identity, packaged
+    from .fastpath import CompiledOrAsLoaded, file_identity, packaged
 
     fmt = "onnx" if _fast_engine(args) == "onnxruntime" else "aoti"
     identity = {"net": file_identity(args.net), "weights": file_identity(args.weights),
@@ -477,7 +477,7 @@ def _fast_package(args, build, feeds):
         from .onnxengine import why
         print(f"fast: ONNX Runtime cannot run this net ({why(exc)}); compiling it with "
               "torch.compile in this process instead", file=sys.stderr)
-        return fast(build(), bf16=False, engine="inductor")
+        return CompiledOrAsLoaded(build())
     took = time.perf_counter() - start
     if run is None:
         import torch
@@ -485,7 +485,7 @@ def _fast_package(args, build, feeds):
         print(f"fast: torch {torch.__version__} cannot load the compiled package {path} (see "
               "loads.json beside it); compiling the net with torch.compile in this process "
               "instead", file=sys.stderr)
-        return fast(build(), bf16=False, engine="inductor")
+        return CompiledOrAsLoaded(build())
     made, kind = ("exported", "model") if fmt == "onnx" else ("compiled", "package")
     print(f"fast: using the {made} {kind} {path} (loaded in {took:.1f} s)" if hit else
           f"fast: {made} {path} in {took:.1f} s; later runs reuse it", file=sys.stderr)

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -92,6 +93,32 @@ def _float(outputs: dict) -> dict:
             for name, value in outputs.items()}
 
 
+class CompiledOrAsLoaded:
+    """torch.compile's forward of a net ONNX Runtime cannot run, or the module as loaded once
+    torch.compile has failed on it too (SSD's DetectionOutput: a C++ compile error, 2026-12-06):
+    the caller gets the numbers either way, and a warning that says why."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.net = FastNet(module, bf16=False)
+        self.forward = self._compiled_first
+
+    def __call__(self, **inputs):
+        return self.forward(**inputs)
+
+    def _compiled_first(self, **inputs):
+        from netdef.onnxengine import why
+
+        try:
+            outputs = self.net(**inputs)
+        except Exception as exc:  # noqa: BLE001  any graph inductor cannot compile
+            warnings.warn(f"netdef.fast: torch.compile cannot compile this net either "
+                          f"({why(exc)}); it runs as loaded", stacklevel=3)
+            self.forward = self.net.uncompiled
+            return self.forward(**inputs)
+        self.forward = self.net
+        return outputs
+
+
 def fast(module: torch.nn.Module, *, bf16: bool | None = None, engine: str | None = None):
     """Wrap a module from netdef.load for fast inference. `engine="onnxruntime"`, the default
     for a float32 CPU module when onnxruntime is installed: the net exported to ONNX at its
@@ -106,7 +133,7 @@ def fast(module: torch.nn.Module, *, bf16: bool | None = None, engine: str | Non
         plain = weight.device.type == "cpu" and weight.dtype == torch.float32 and not bf16
         engine = "onnxruntime" if plain and onnxengine.available() else "inductor"
     if engine == "onnxruntime":
-        return onnxengine.OnnxNet(module, fallback=lambda: FastNet(module, bf16=False))
+        return onnxengine.OnnxNet(module, fallback=lambda: CompiledOrAsLoaded(module))
     if engine != "inductor":
         raise ValueError(f"engine: 'onnxruntime' or 'inductor', not {engine!r}")
     return FastNet(module, bf16=bf16)

@@ -111,15 +111,15 @@ class OnnxNet:
             return self.fallback(**blobs)
         shapes = {name: tuple(value.shape) for name, value in blobs.items()}
         run = self.sizes.get(_key(shapes, True)) or self.sizes.get(_key(shapes, False))
-        if run is None:
-            try:
-                run = self._exported(shapes)
-            except Exception as exc:  # noqa: BLE001  any op the exporter or runtime refuses
-                warnings.warn(f"netdef.fast: ONNX Runtime cannot run this net ({why(exc)}); "
-                              "torch.compile runs it instead", stacklevel=2)
-                self.fallback = self.build_fallback()
-                return self.fallback(**blobs)
-        return run(**blobs)
+        if run is not None:
+            return run(**blobs)
+        try:  # the first forward too: a kernel ONNX Runtime lacks may show only then
+            return self._exported(shapes)(**blobs)
+        except Exception as exc:  # noqa: BLE001  any op the exporter or runtime refuses
+            warnings.warn(f"netdef.fast: ONNX Runtime cannot run this net ({why(exc)}); "
+                          "torch.compile runs it instead", stacklevel=2)
+            self.fallback = self.build_fallback()
+            return self.fallback(**blobs)
 
     def _exported(self, shapes: dict) -> OnnxFile:
         from netdef.compiler.codegen import export_program

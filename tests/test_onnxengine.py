@@ -71,9 +71,31 @@ def test_a_net_the_exporter_refuses_runs_on_torch_compile(monkeypatch):
     with pytest.warns(UserWarning, match=r"\(RuntimeError: no ONNX op for caffe::Lattice\); "
                                          "torch.compile runs it"):
         out = fast(data=x)["prob"]
-    assert type(fast.fallback).__name__ == "FastNet"
+    assert type(fast.fallback).__name__ == "CompiledOrAsLoaded"
     with torch.no_grad():
         assert torch.allclose(out, model(data=x)["prob"], atol=1e-5)
+
+
+def test_a_net_torch_compile_refuses_too_runs_as_loaded(monkeypatch):
+    import netdef.compiler.codegen as codegen
+    from netdef.fastpath import FastNet
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("refused")
+    monkeypatch.setattr(codegen, "export_program", refuse)
+    monkeypatch.setattr(FastNet, "forward", lambda self, **blobs: refuse())
+    model = netdef.load(NET)
+    fast = netdef.fast(model)
+    x = torch.randn(2, 3, 20, 20)
+    with pytest.warns(UserWarning) as caught:
+        out = fast(data=x)["prob"]
+    said = [str(w.message) for w in caught]
+    assert any("ONNX Runtime cannot run this net" in m for m in said)
+    assert any("torch.compile cannot compile this net either (RuntimeError: refused); it runs "
+               "as loaded" in m for m in said)
+    with torch.no_grad():
+        expected = model(data=x)["prob"]
+    assert torch.equal(out, expected) and torch.equal(fast(data=x)["prob"], expected)
 
 
 @pytest.mark.slow
