@@ -26,27 +26,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_zoo import busy_medians, geomean, medians, runners, zoo  # noqa: E402
 
 from netdef.compiler.codegen import compile_net  # noqa: E402
+from netdef.onnxengine import session as onnx_session  # noqa: E402
 
 OURS = ("optimized", "ort")
-SPIN = os.environ.get("ORT_SPIN", "0")
-
-
-def ort_session(path: Path, threads: int):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", SPIN)
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+SPIN = os.environ.get("ORT_SPIN", "0") == "1"  # ONNX Runtime's default; netdef turns it off
 
 
 def kinds(name, prototxt, weights, shape, folder: Path) -> dict:
     """kind -> forward: optimize=True, its ONNX export under onnxruntime, OpenCV."""
     compile_net(prototxt, folder / name, weights=weights, fmt="onnx")
-    session = ort_session(folder / name / "model.onnx", threads=2)
+    session = onnx_session(folder / name / "model.onnx", 2, spin=SPIN)
     runs = runners(prototxt, weights, shape, optimized=netdef.load(prototxt, weights,
                                                                    optimize=True))
     x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
@@ -63,8 +52,7 @@ def runs_output(prototxt, weights, x) -> list:
     module = netdef.load(prototxt, weights, optimize=True)
     with torch.no_grad():
         out = module(data=torch.from_numpy(x))
-    values = out.values() if isinstance(out, dict) else [out]
-    return [value.numpy() for value in values]
+    return [value.numpy() for value in out.values()]
 
 
 def main() -> None:

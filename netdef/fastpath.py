@@ -173,6 +173,7 @@ def _cache_entry(build, inputs: dict, identity: dict, fmt: str) -> tuple[Path, b
     """The cache's folder for this export, written now unless it was there; whether it was."""
     from netdef import __version__
     from netdef.compiler.codegen import EXPORTS, export_program
+    from netdef.onnxengine import optimize_in_place, quiet_exporter
 
     identity = {**identity, "torch": torch.__version__, "netdef": __version__, "format": fmt,
                 "cpu": cpu_identity(), "inputs": {name: list(shape) for name, shape in
@@ -188,7 +189,6 @@ def _cache_entry(build, inputs: dict, identity: dict, fmt: str) -> tuple[Path, b
     shutil.rmtree(folder, ignore_errors=True)  # an incomplete entry from an older netdef
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=folder.parent))  # complete, or not there at all
-    from netdef.onnxengine import quiet_exporter
     try:
         with quiet_exporter() if fmt == "onnx" else contextlib.nullcontext():
             export_program(module, inputs, staging, fmt)
@@ -196,7 +196,6 @@ def _cache_entry(build, inputs: dict, identity: dict, fmt: str) -> tuple[Path, b
         shutil.rmtree(staging)
         raise
     if fmt == "onnx":  # kept as ONNX Runtime optimizes it for this CPU
-        from netdef.onnxengine import optimize_in_place
         optimize_in_place(staging / EXPORTS[fmt])
     (staging / "identity.json").write_text(json.dumps(identity, indent=2, sort_keys=True))
     (staging / "input_names.json").write_text(json.dumps(

@@ -31,9 +31,10 @@ def available() -> bool:
                for name in ("onnx", "onnxruntime", "onnxscript"))
 
 
-def session(path: Path, threads: int, optimized_to: Path | None = None):
-    """An ONNX Runtime CPU session on `threads` threads that sleep, not spin, when idle; with
-    `optimized_to`, its optimized graph is also written there."""
+def session(path: Path, threads: int, optimized_to: Path | None = None, spin: bool = False):
+    """An ONNX Runtime CPU session on `threads` threads that sleep, not spin, when idle (`spin`:
+    ONNX Runtime's default, which bench/bench_ort.py compares); with `optimized_to`, its
+    optimized graph is also written there."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -41,8 +42,8 @@ def session(path: Path, threads: int, optimized_to: Path | None = None):
         options.optimized_model_filepath = str(optimized_to)
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    options.add_session_config_entry("session.intra_op.allow_spinning", str(int(spin)))
+    options.add_session_config_entry("session.inter_op.allow_spinning", str(int(spin)))
     # errors only: its warning that an optimized graph fits this CPU alone is what the cache
     # key already answers (optimize_in_place)
     options.log_severity_level = 3
@@ -66,8 +67,8 @@ class OnnxFile:
     """`run(**blobs)` -> {blob name: float32 tensor} for an exported model.onnx. `renames`
     maps Caffe input names that are not identifiers to the exported forward's arguments."""
 
-    def __init__(self, path: Path, renames: dict, threads: int | None = None):
-        self.session = session(path, threads or torch.get_num_threads())
+    def __init__(self, path: Path, renames: dict):
+        self.session = session(path, torch.get_num_threads())
         self.renames = renames
         self.outputs = [output.name for output in self.session.get_outputs()]
 
